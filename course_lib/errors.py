@@ -1,0 +1,9 @@
+"""One base class for the errors the course raises on bad input.
+
+Every message says what was wrong and what to do, so students and servers never have to read a
+traceback from deep inside TensorFlow. Subclassing ValueError keeps `except ValueError` working.
+"""
+
+
+class CourseError(ValueError):
+    """Bad input to a course helper: the message says what was expected and how to fix it."""

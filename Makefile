@@ -1,0 +1,67 @@
+# The course's two commands: `make lab` (start the course) and `make test` (run every check).
+# Both build what they need: the virtual environment, the Jupyter kernel, the student notebooks.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+HOST   ?= 127.0.0.1
+PORT   ?= 8888
+TOKEN  ?= $(shell $(PYTHON) -c "import secrets; print(secrets.token_hex(16))")
+KERNEL := tf-course
+# pytest workers: the notebook and server tests are independent; 2 cores on CI.
+WORKERS ?= 2
+STAMP  := $(VENV)/.course-installed
+
+.PHONY: help venv kernel notebooks lab test lint strip refresh lock doctor clean
+
+help:
+	@echo "make lab    start JupyterLab on http://$(HOST):$(PORT) (PORT=, HOST=, TOKEN= to override)"
+	@echo "make test   build the environment and run the whole test suite"
+	@echo "make notebooks  regenerate notebooks/ from solutions/ (nbgrader generate_assignment)"
+	@echo "make lint | strip | refresh NB=... | doctor | lock | clean"
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python 3 (TF course)" >/dev/null
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+kernel: $(STAMP)
+
+notebooks: $(STAMP)
+	$(PY) -m course_lib.dev.release
+
+lab: notebooks
+	@echo "JupyterLab on http://$(HOST):$(PORT)/lab?token=$(TOKEN)"
+	$(VENV)/bin/jupyter lab --no-browser --ip=$(HOST) --port=$(PORT) \
+	    --IdentityProvider.token=$(TOKEN) --ServerApp.root_dir=$(CURDIR) \
+	    $(if $(filter 0,$(shell id -u)),--allow-root,) \
+	    --LabApp.default_url=/lab/tree/notebooks/01-tensorflow-and-keras/01-tensorflow-and-keras.ipynb
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m course_lib.dev.notebooks check
+	$(VENV)/bin/pytest -n $(WORKERS) --dist loadgroup
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+strip: $(STAMP)
+	$(PY) -m course_lib.dev.notebooks strip
+
+refresh: $(STAMP)
+	$(PY) -m course_lib.dev.notebooks refresh $(NB)
+
+doctor: $(STAMP)
+	$(PY) -m course_lib doctor
+
+lock: $(STAMP)
+	( echo '# Full lock of the environment that `make` builds (pip freeze). Regenerate with `make lock`.'; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^course-lib' ) > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

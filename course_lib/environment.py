@@ -1,0 +1,370 @@
+"""One report of what TensorFlow sees on this machine, and what to fix when it is wrong.
+
+Infrastructure questions ("why is there no GPU?", "why is it slow on Binder?") start with the same
+facts: versions, what TF was built against, the devices it found, CPU features, and the memory and
+CPU limits of the container (cgroup), which TF does not read. `python -m course_lib doctor` prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+CPU_FEATURES = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+MIN_TF_VERSION = (2, 21)
+# Shared libraries a CUDA build of TF loads at start; a missing one is the usual "no GPU" cause.
+CUDA_LIBRARIES = {"cudart": "libcudart.so.12", "cublas": "libcublas.so.12", "cudnn": "libcudnn.so.9"}
+
+
+@dataclass
+class Problem:
+    """Something wrong with the environment and what to do about it."""
+
+    what: str
+    fix: str
+
+
+@dataclass
+class EnvironmentReport:
+    """The facts `doctor` prints; every field is measured, none assumed."""
+
+    python: str
+    platform: str
+    tensorflow: str
+    keras: str
+    build: dict
+    gpus: list[dict]
+    cpu_model: str
+    cpu_features: dict[str, bool]
+    logical_cores: int
+    cgroup_cpus: float | None
+    ram_total_bytes: int
+    ram_available_bytes: int
+    cgroup_memory_bytes: int | None
+    nvidia_smi: str | None
+    missing_cuda_libraries: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def usable_cpus(self) -> float:
+        """Cores this process may really use: the cgroup quota when it is lower than the host."""
+        if self.cgroup_cpus is not None:
+            return min(self.cgroup_cpus, self.logical_cores)
+        return float(self.logical_cores)
+
+    @property
+    def usable_memory_bytes(self) -> int:
+        """Memory this process may really use: the container limit when it is lower than the host."""
+        if self.cgroup_memory_bytes is not None:
+            return min(self.cgroup_memory_bytes, self.ram_total_bytes)
+        return self.ram_total_bytes
+
+    def one_line(self) -> str:
+        """A single line for a notebook's setup cell."""
+        device = ", ".join(g["name"] for g in self.gpus) if self.gpus else "CPU only"
+        features = "+".join(f for f, present in self.cpu_features.items() if present) or "none"
+        return (
+            f"TF {self.tensorflow} | Keras {self.keras} | Python {self.python} | {device} | "
+            f"{self.usable_cpus:g} cores | {self.usable_memory_bytes / 2**30:.1f} GiB | CPU {features}"
+        )
+
+    def to_text(self) -> str:
+        """The full report, with problems and fixes last."""
+        build = self.build
+        lines = [
+            "Course environment report",
+            f"  Python        {self.python} on {self.platform}",
+            f"  TensorFlow    {self.tensorflow} (Keras {self.keras})",
+            f"  Built with    CUDA {build.get('cuda_version', '-')}, cuDNN {build.get('cudnn_version', '-')}, "
+            f"CUDA build: {build.get('is_cuda_build', False)}",
+            f"  CPU           {self.cpu_model}",
+            "  CPU features  "
+            + ", ".join(f"{name}={'yes' if ok else 'no'}" for name, ok in self.cpu_features.items()),
+            f"  Cores         {self.logical_cores} logical"
+            + (f", cgroup quota {self.cgroup_cpus:g}" if self.cgroup_cpus is not None else ""),
+            f"  Memory        {self.ram_total_bytes / 2**30:.1f} GiB total, "
+            f"{self.ram_available_bytes / 2**30:.1f} GiB available"
+            + (
+                f", cgroup limit {self.cgroup_memory_bytes / 2**30:.1f} GiB"
+                if self.cgroup_memory_bytes is not None
+                else ""
+            ),
+            f"  NVIDIA driver {self.nvidia_smi or 'not found (no nvidia-smi)'}",
+        ]
+        if self.gpus:
+            for gpu in self.gpus:
+                memory = gpu.get("memory_bytes")
+                memory_text = f", {memory / 2**30:.1f} GiB" if memory else ""
+                lines.append(
+                    f"  GPU           {gpu['name']}: {gpu.get('device_name', '?')}, "
+                    f"compute capability {gpu.get('compute_capability', '?')}{memory_text}"
+                )
+        else:
+            lines.append("  GPU           none visible to TensorFlow")
+        if self.problems:
+            lines.append("Problems:")
+            for problem in self.problems:
+                lines.append(f"  - {problem.what}\n    fix: {problem.fix}")
+        else:
+            lines.append("No problems found.")
+        return "\n".join(lines)
+
+
+def read_cpu_features(cpuinfo: str | None = None) -> tuple[str, dict[str, bool]]:
+    """CPU model name and which SIMD features it has (Linux /proc/cpuinfo; empty elsewhere)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return platform.processor() or "unknown", {name: False for name in CPU_FEATURES}
+    model, flags = "unknown", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Model") and model == "unknown":
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    return model, {name: name in flags for name in CPU_FEATURES}
+
+
+def read_cgroup_limits(root: Path = Path("/sys/fs/cgroup")) -> tuple[float | None, int | None]:
+    """CPU quota (cores) and memory limit (bytes) of this container, None where unlimited.
+
+    Binder gives about 1 CPU and 2 GB, but TF sees the host's cores and memory; batch sizes and
+    thread counts must come from these limits instead. Reads cgroup v2, then v1.
+    """
+    cpus: float | None = None
+    memory: int | None = None
+    try:
+        quota, period = (root / "cpu.max").read_text().split()
+        if quota != "max":
+            cpus = int(quota) / int(period)
+    except (OSError, ValueError):
+        try:
+            quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+            period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+            if quota_us > 0:
+                cpus = quota_us / period_us
+        except (OSError, ValueError):
+            pass
+    for candidate in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):
+        try:
+            text = candidate.read_text().strip()
+        except OSError:
+            continue
+        if text != "max" and int(text) < 2**60:  # v1 reports "unlimited" as a huge number
+            memory = int(text)
+        break
+    return cpus, memory
+
+
+def find_missing_cuda_libraries() -> list[str]:
+    """CUDA libraries a CUDA build of TF needs that the dynamic loader cannot find."""
+    missing = []
+    for name, soname in CUDA_LIBRARIES.items():
+        try:
+            ctypes.CDLL(soname)
+        except OSError:
+            if not _pip_cuda_library_present(name):
+                missing.append(soname)
+    return missing
+
+
+def _pip_cuda_library_present(name: str) -> bool:
+    """True when `tensorflow[and-cuda]` installed the library as a pip wheel (nvidia-*)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(f"nvidia.{'cuda_runtime' if name == 'cudart' else name}")
+    return spec is not None
+
+
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver version from nvidia-smi, or None when there is no driver."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        result = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version,name,memory.total", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "nvidia-smi present but did not answer"
+    return result.stdout.strip().splitlines()[0] if result.returncode == 0 and result.stdout.strip() else (
+        f"nvidia-smi failed: {result.stderr.strip()[:200]}"
+    )
+
+
+def _gpu_details(tf) -> list[dict]:
+    gpus = []
+    for device in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(device)
+        gpus.append({
+            "name": device.name,
+            "device_name": details.get("device_name"),
+            "compute_capability": details.get("compute_capability"),
+        })
+    return gpus
+
+
+def diagnose(report: EnvironmentReport) -> list[Problem]:
+    """Turn the facts into problems with fixes; pure, so each rule is testable."""
+    problems = []
+    build = report.build
+    tf_version = tuple(int(p) for p in report.tensorflow.split(".")[:2] if p.isdigit())
+    if tf_version and tf_version < MIN_TF_VERSION:
+        problems.append(Problem(
+            f"TensorFlow {report.tensorflow} is older than the course's {'.'.join(map(str, MIN_TF_VERSION))}",
+            "recreate the environment with `make lab` (it installs the pinned versions from requirements.txt)",
+        ))
+    if report.nvidia_smi and not report.gpus:
+        if not build.get("is_cuda_build"):
+            fix = "this TensorFlow was built without CUDA: `pip install 'tensorflow[and-cuda]==2.21.0'`"
+        elif report.missing_cuda_libraries:
+            fix = (
+                f"TensorFlow was built against CUDA {build.get('cuda_version')} / cuDNN "
+                f"{build.get('cudnn_version')} but cannot load {', '.join(report.missing_cuda_libraries)}: "
+                "`pip install 'tensorflow[and-cuda]==2.21.0'` brings them as pip packages, or install "
+                "matching CUDA/cuDNN and add them to LD_LIBRARY_PATH"
+            )
+        else:
+            fix = (
+                "the driver is there and the CUDA libraries load: check that the driver supports CUDA "
+                f"{build.get('cuda_version')} (`nvidia-smi` header) and that CUDA_VISIBLE_DEVICES is not empty"
+            )
+        problems.append(Problem("an NVIDIA driver is installed but TensorFlow sees no GPU", fix))
+    if report.cgroup_memory_bytes is not None and report.cgroup_memory_bytes < report.ram_total_bytes:
+        problems.append(Problem(
+            f"this container may use only {report.cgroup_memory_bytes / 2**30:.1f} GiB of the host's "
+            f"{report.ram_total_bytes / 2**30:.1f} GiB, and TensorFlow does not know it",
+            "size batches from `report.usable_memory_bytes`, not from the host memory",
+        ))
+    if report.cgroup_cpus is not None and report.cgroup_cpus < report.logical_cores:
+        problems.append(Problem(
+            f"this container may use {report.cgroup_cpus:g} CPUs but TensorFlow sees {report.logical_cores}",
+            "call `course_lib.environment.limit_threads_to_quota()` before running models",
+        ))
+    return problems
+
+
+def collect() -> EnvironmentReport:
+    """Measure the environment now (imports TensorFlow)."""
+    import keras
+    import tensorflow as tf
+
+    cpu_model, features = read_cpu_features()
+    cgroup_cpus, cgroup_memory = read_cgroup_limits()
+    memory = psutil.virtual_memory()
+    build = dict(tf.sysconfig.get_build_info())
+    driver = nvidia_driver()
+    report = EnvironmentReport(
+        python=platform.python_version(),
+        platform=f"{platform.system()} {platform.machine()}",
+        tensorflow=tf.__version__,
+        keras=keras.__version__,
+        build=build,
+        gpus=_gpu_details(tf),
+        cpu_model=cpu_model,
+        cpu_features=features,
+        logical_cores=os.cpu_count() or 1,
+        cgroup_cpus=cgroup_cpus,
+        ram_total_bytes=memory.total,
+        ram_available_bytes=memory.available,
+        cgroup_memory_bytes=cgroup_memory,
+        nvidia_smi=driver,
+        missing_cuda_libraries=find_missing_cuda_libraries() if driver else [],
+    )
+    report.problems = diagnose(report)
+    return report
+
+
+def enable_memory_growth() -> list[str]:
+    """Let TF allocate GPU memory as needed instead of grabbing it all; returns the GPUs changed.
+
+    Must run before the first op touches the GPU: TF refuses afterwards, and we say so.
+    """
+    import tensorflow as tf
+
+    from course_lib.errors import CourseError
+
+    changed = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError as error:
+            raise CourseError(
+                "memory growth must be set before TensorFlow initializes the GPU: restart the kernel "
+                f"and call enable_memory_growth() first ({error})"
+            ) from None
+        changed.append(gpu.name)
+    return changed
+
+
+def set_gpu_memory_limit(megabytes: int, gpu_index: int = 0) -> bool:
+    """Cap TF's memory on one GPU (a logical device of `megabytes`); False when there is no GPU."""
+    import tensorflow as tf
+
+    from course_lib.errors import CourseError
+
+    if megabytes <= 0:
+        raise CourseError(f"memory limit must be a positive number of megabytes, got {megabytes}")
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return False
+    if gpu_index >= len(gpus):
+        raise CourseError(f"GPU index {gpu_index} does not exist: TensorFlow sees {len(gpus)} GPU(s)")
+    try:
+        tf.config.set_logical_device_configuration(
+            gpus[gpu_index], [tf.config.LogicalDeviceConfiguration(memory_limit=megabytes)]
+        )
+    except RuntimeError as error:
+        raise CourseError(
+            "a GPU memory limit must be set before TensorFlow initializes the GPU: restart the kernel "
+            f"and set it first ({error})"
+        ) from None
+    return True
+
+
+def limit_threads_to_quota(report: EnvironmentReport | None = None) -> int:
+    """Size TF's thread pools to the container's CPU quota; returns the thread count used."""
+    import tensorflow as tf
+
+    cpus = (report or collect()).usable_cpus
+    threads = max(1, int(cpus))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(threads, 2)))
+    except RuntimeError:
+        pass  # already initialized: keep TF's own choice rather than fail a notebook
+    return threads
+
+
+def setup_notebook(quiet: bool = True) -> EnvironmentReport:
+    """The setup cell of every notebook: quiet logs, check versions, print one line, return the report."""
+    if quiet:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    report = collect()
+    print(report.one_line())
+    for problem in report.problems:
+        print(f"WARNING: {problem.what}. Fix: {problem.fix}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m course_lib doctor`: print the report; with --strict, exit 1 when problems exist."""
+    parser = argparse.ArgumentParser(prog="python -m course_lib doctor", description=__doc__)
+    parser.add_argument("--strict", action="store_true", help="exit with status 1 if any problem is found")
+    args = parser.parse_args(argv)
+    report = collect()
+    print(report.to_text())
+    sys.stdout.flush()
+    return 1 if args.strict and report.problems else 0

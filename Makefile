@@ -36,11 +36,7 @@ notebooks: $(STAMP)
 	$(PY) -m course_lib.dev.release
 
 lab: notebooks
-	@echo "JupyterLab on http://$(HOST):$(PORT)/lab?token=$(TOKEN)"
-	$(VENV)/bin/jupyter lab --no-browser --ip=$(HOST) --port=$(PORT) \
-	    --IdentityProvider.token=$(TOKEN) --ServerApp.root_dir=$(CURDIR) \
-	    $(if $(filter 0,$(shell id -u)),--allow-root,) \
-	    --LabApp.default_url=/lab/tree/notebooks/01-tensorflow-and-keras/01-tensorflow-and-keras.ipynb
+	$(PY) -m course_lib.dev.lab --host $(HOST) --port $(PORT) --token $(TOKEN)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,137 @@
+"""The environment report: parsing of machine facts, diagnosis rules, and the doctor command."""
+
+import subprocess
+import sys
+
+import pytest
+
+from course_lib import environment
+from course_lib.errors import CourseError
+
+CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu vme sse sse2 avx avx2 fma avx512f avx512_vnni amx_tile
+processor\t: 1
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu vme
+"""
+
+
+def make_report(**overrides) -> environment.EnvironmentReport:
+    facts = dict(
+        python="3.11.7", platform="Linux x86_64", tensorflow="2.21.0", keras="3.15.1",
+        build={"is_cuda_build": True, "cuda_version": "12.5.1", "cudnn_version": "9"}, gpus=[],
+        cpu_model="test cpu", cpu_features={"avx2": True}, logical_cores=16, cgroup_cpus=None,
+        ram_total_bytes=64 * 2**30, ram_available_bytes=60 * 2**30, cgroup_memory_bytes=None, nvidia_smi=None,
+    )
+    facts.update(overrides)
+    return environment.EnvironmentReport(**facts)
+
+
+def test_cpu_features_are_read_from_the_first_processor():
+    model, features = environment.read_cpu_features(CPUINFO)
+    assert model == "Intel(R) Xeon(R) Platinum 8480+"
+    assert features["avx2"] and features["fma"] and features["avx512f"] and features["amx_tile"]
+    assert not features["avx512_bf16"]
+
+
+def test_cpu_features_of_a_cpu_without_flags_are_all_false():
+    model, features = environment.read_cpu_features("processor : 0\n")
+    assert model == "unknown"
+    assert not any(features.values())
+
+
+def test_cgroup_v2_limits_are_read(tmp_path):
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    (tmp_path / "memory.max").write_text(f"{2 * 2**30}\n")
+    assert environment.read_cgroup_limits(tmp_path) == (1.5, 2 * 2**30)
+
+
+def test_unlimited_cgroup_v2_reads_as_none(tmp_path):
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    (tmp_path / "memory.max").write_text("max\n")
+    assert environment.read_cgroup_limits(tmp_path) == (None, None)
+
+
+def test_cgroup_v1_limits_are_read(tmp_path):
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "memory" / "memory.limit_in_bytes").write_text(str(2**63 - 4096))  # v1's "unlimited"
+    assert environment.read_cgroup_limits(tmp_path) == (1.0, None)
+
+
+def test_missing_cgroup_files_mean_no_limits(tmp_path):
+    assert environment.read_cgroup_limits(tmp_path) == (None, None)
+
+
+def test_usable_resources_follow_the_container_limits():
+    report = make_report(cgroup_cpus=1.0, cgroup_memory_bytes=2 * 2**30)
+    assert report.usable_cpus == 1.0
+    assert report.usable_memory_bytes == 2 * 2**30
+    assert "1 cores" in report.one_line() and "2.0 GiB" in report.one_line()
+
+
+def test_a_healthy_cpu_machine_has_no_problems():
+    assert environment.diagnose(make_report()) == []
+
+
+def test_driver_without_gpu_on_a_cpu_build_says_to_install_the_cuda_extra():
+    report = make_report(nvidia_smi="550.54, NVIDIA H100, 81559 MiB", build={"is_cuda_build": False})
+    (problem,) = environment.diagnose(report)
+    assert "sees no GPU" in problem.what
+    assert "tensorflow[and-cuda]" in problem.fix
+
+
+def test_driver_without_gpu_names_the_missing_cuda_library():
+    report = make_report(nvidia_smi="550.54", missing_cuda_libraries=["libcudnn.so.9"])
+    (problem,) = environment.diagnose(report)
+    assert "libcudnn.so.9" in problem.fix and "12.5.1" in problem.fix
+
+
+def test_container_limits_below_the_host_are_reported_with_a_fix():
+    problems = environment.diagnose(make_report(cgroup_cpus=1.0, cgroup_memory_bytes=2 * 2**30))
+    assert len(problems) == 2
+    assert any("limit_threads_to_quota" in p.fix for p in problems)
+    assert any("usable_memory_bytes" in p.fix for p in problems)
+
+
+def test_an_old_tensorflow_is_reported():
+    (problem,) = environment.diagnose(make_report(tensorflow="2.14.0"))
+    assert "older" in problem.what and "make lab" in problem.fix
+
+
+def test_collect_measures_this_machine():
+    import tensorflow as tf
+
+    report = environment.collect()
+    assert report.tensorflow == tf.__version__
+    assert report.keras.startswith("3.")
+    assert "is_cuda_build" in report.build
+    assert len(report.gpus) == len(tf.config.list_physical_devices("GPU"))
+    assert 0 < report.usable_cpus <= report.logical_cores
+    assert 0 < report.usable_memory_bytes <= report.ram_total_bytes
+    text = report.to_text()
+    assert f"TensorFlow    {tf.__version__}" in text and "CPU features" in text
+
+
+def test_gpu_memory_limit_rejects_a_non_positive_size():
+    with pytest.raises(CourseError, match="positive number of megabytes"):
+        environment.set_gpu_memory_limit(0)
+
+
+def test_doctor_prints_the_report():
+    result = subprocess.run([sys.executable, "-m", "course_lib", "doctor"], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Course environment report" in result.stdout
+    assert "TensorFlow    2.21" in result.stdout
+
+
+def test_unknown_command_exits_2_with_usage():
+    result = subprocess.run([sys.executable, "-m", "course_lib", "frobnicate"], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 2
+    assert "unknown command 'frobnicate'" in result.stderr and "doctor" in result.stderr

@@ -1,0 +1,56 @@
+"""One set of pins: requirements.txt, environment.yml and binder/ must never drift apart."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PIN = re.compile(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s#]+)")
+
+
+def pins_in_lines(lines) -> dict[str, str]:
+    pins = {}
+    for line in lines:
+        match = PIN.match(line.strip())
+        if match:
+            pins[match.group(1).lower().replace("_", "-")] = match.group(2)
+    return pins
+
+
+def requirements_pins() -> dict[str, str]:
+    return pins_in_lines((ROOT / "requirements.txt").read_text().splitlines())
+
+
+def conda_pip_pins(path: Path) -> dict[str, str]:
+    spec = yaml.safe_load(path.read_text())
+    pip_section = next(item["pip"] for item in spec["dependencies"] if isinstance(item, dict) and "pip" in item)
+    return pins_in_lines(pip_section)
+
+
+def test_every_direct_dependency_is_pinned_exactly():
+    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    unpinned = [line for line in lines if line and not PIN.match(line)]
+    assert unpinned == [], f"pin these with ==: {unpinned}"
+    assert requirements_pins()["tensorflow"] == "2.21.0"
+
+
+def test_environment_yml_uses_the_same_pins():
+    assert conda_pip_pins(ROOT / "environment.yml") == requirements_pins()
+
+
+def test_binder_environment_uses_the_same_pins():
+    assert conda_pip_pins(ROOT / "binder" / "environment.yml") == requirements_pins()
+
+
+def test_lock_file_agrees_with_the_direct_pins():
+    locked = pins_in_lines((ROOT / "constraints.txt").read_text().splitlines())
+    disagree = {name: (version, locked.get(name)) for name, version in requirements_pins().items()
+                if locked.get(name) != version}
+    assert disagree == {}, f"requirements.txt vs constraints.txt (run `make lock`): {disagree}"
+
+
+def test_pin_drift_is_detected(tmp_path):
+    drifted = tmp_path / "environment.yml"
+    drifted.write_text((ROOT / "environment.yml").read_text().replace("tensorflow==2.21.0", "tensorflow==2.20.0"))
+    assert conda_pip_pins(drifted) != requirements_pins()

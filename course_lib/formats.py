@@ -46,7 +46,6 @@ DESCRIPTIONS = {
 }
 
 _ALIASES = {
-    "saved_model": SAVEDMODEL,
     "saved-model": SAVEDMODEL,
     "hdf5": H5,
     ".h5": H5,
@@ -104,8 +103,8 @@ def normalize_format(fmt: str) -> str:
     """The canonical name of a format ('SavedModel' -> 'savedmodel'); unknown names list the known ones."""
     if not isinstance(fmt, str):
         raise CourseError(f"format must be a string, one of {', '.join(ALL_FORMATS)}; got {fmt!r}")
-    key = fmt.strip().lower().replace("_", "-") if fmt.strip().lower() != "saved_model" else "saved_model"
-    key = _ALIASES.get(key, _ALIASES.get(fmt.strip().lower(), key))
+    key = fmt.strip().lower().replace("_", "-")
+    key = _ALIASES.get(key, key)
     if key not in ALL_FORMATS:
         raise CourseError(f"unknown model format {fmt!r}; known formats: {', '.join(ALL_FORMATS)}")
     return key
@@ -400,10 +399,18 @@ def _load_tflite(path: Path, fmt: str) -> Predictor:
     return Predictor(path, fmt, predict, interpreter)
 
 
+_CONTENT_NAMES = {
+    SAVEDMODEL: "a SavedModel",
+    KERAS: "a .keras (zip) model",
+    H5: "an .h5 (HDF5) model",
+    TFLITE: "a TFLite flatbuffer",
+}
+
+
 def _describe_content(path: Path) -> str:
     found = detect_format(path)
     if found is not None:
-        return f"it holds a {found} model"
+        return f"it holds {_CONTENT_NAMES[found]}"
     if path.is_dir():
         return "it is a directory without saved_model.pb"
     return "its content is not a model file (corrupt, truncated or another file type)"
@@ -430,7 +437,12 @@ def load(path: str | os.PathLike[str], fmt: str | None = None) -> Predictor:
         expected = found
     family = TFLITE if expected in TFLITE_FORMATS else expected
     if found != family:
-        what = "a SavedModel directory (with saved_model.pb)" if family == SAVEDMODEL else f"a {family} file"
+        what = {
+            SAVEDMODEL: "a SavedModel directory (with saved_model.pb)",
+            KERAS: "a .keras file",
+            H5: "an .h5 file",
+            TFLITE: "a .tflite file",
+        }[family]
         hint = f"; load it with fmt={found!r}" if found else ""
         raise CourseError(f"expected {what} at {path}, but {_describe_content(path)}{hint}")
     try:
@@ -522,19 +534,22 @@ def format_table(rows: Iterable[FormatResult]) -> str:
 
 
 def plot_sizes(rows: Sequence[FormatResult], ax: Any = None) -> Any:
-    """A horizontal bar chart of size on disk per format (KiB); returns the matplotlib Axes."""
+    """A horizontal bar chart of size on disk per format; returns the matplotlib Axes."""
     import matplotlib.pyplot as plt
 
-    if ax is None:
+    created = ax is None
+    if created:
         _figure, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.5))
-    names = [row.format for row in rows]
-    sizes = [row.size_bytes / 1024 for row in rows]
-    bars = ax.barh(names, sizes, color="tab:blue")
+    largest = max((row.size_bytes for row in rows), default=0)
+    unit, divisor = ("MiB", 1024**2) if largest >= 10 * 1024**2 else ("KiB", 1024)
+    bars = ax.barh([row.format for row in rows], [row.size_bytes / divisor for row in rows], color="tab:blue")
     ax.bar_label(bars, labels=[human_size(row.size_bytes) for row in rows], padding=3)
     ax.invert_yaxis()
-    ax.set_xlabel("size on disk (KiB)")
+    ax.set_xlabel(f"size on disk ({unit})")
     ax.set_title("One model, saved in each format")
     ax.margins(x=0.2)
+    if created:
+        ax.figure.tight_layout()
     return ax
 
 

@@ -1,0 +1,255 @@
+"""course_lib.memory: parameter and activation bytes against facts and hand-computed small models."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from course_lib import CourseError, memory
+
+F32 = 4  # bytes per float32
+
+
+@pytest.fixture(scope="module")
+def resnet50():
+    return keras.applications.ResNet50(weights=None)
+
+
+def mlp():
+    """784 -> 32 -> 10: activations at batch 4 are 4*32*4 = 512 and 4*10*4 = 160 bytes."""
+    return keras.Sequential([keras.Input((784,)), keras.layers.Dense(32), keras.layers.Dense(10)], name="mlp")
+
+
+def diamond():
+    """Input(8) feeds two Dense(16) branches that are added, then Dense(4)."""
+    x = keras.Input((8,))
+    a = keras.layers.Dense(16, name="a")(x)
+    b = keras.layers.Dense(16, name="b")(x)
+    added = keras.layers.Add(name="add")([a, b])
+    return keras.Model(x, keras.layers.Dense(4, name="head")(added), name="diamond")
+
+
+def test_resnet50_parameter_facts(resnet50):
+    estimate = memory.estimate_memory(resnet50, 1, (224, 224, 3))
+    assert estimate.param_count == 25_636_712
+    assert estimate.param_bytes == 102_546_848
+    assert estimate.param_bytes_by_dtype == {"float32": 102_546_848}
+    # BatchNorm moving statistics are weights but get no gradient and no optimizer slots.
+    assert estimate.trainable_param_count < estimate.param_count
+    assert estimate.gradient_bytes == estimate.trainable_param_count * F32
+    assert memory.param_bytes_for_dtype(resnet50, "int8") == 25_636_712
+    assert memory.param_bytes_for_dtype(resnet50, "float16") == 2 * 25_636_712
+
+
+def test_resnet50_activations_grow_with_the_batch_while_the_lecture_rule_barely_moves(resnet50):
+    one = memory.estimate_memory(resnet50, 1)
+    many = memory.estimate_memory(resnet50, 32)
+    assert many.activations_total_bytes == 32 * one.activations_total_bytes
+    assert many.activations_peak_inference_bytes == 32 * one.activations_peak_inference_bytes
+    assert one.activations_peak_inference_bytes < one.activations_total_bytes
+    lecture_one = memory.lecture_rule(resnet50, 1, (224, 224, 3))
+    lecture_many = memory.lecture_rule(resnet50, 32, (224, 224, 3))
+    assert lecture_many["activation_mb"] == lecture_one["activation_mb"]
+
+
+def test_lecture_rule_is_the_lecture_formula(resnet50):
+    rule = memory.lecture_rule(resnet50, 32, (224, 224, 3))
+    model_mb = 25_636_712 * 4 / 1024**2
+    input_mb = 224 * 224 * 3 * 32 * 4 / 1024**2
+    assert rule["model_mb"] == pytest.approx(model_mb)
+    assert rule["input_mb"] == pytest.approx(input_mb)
+    assert rule["activation_mb"] == pytest.approx(2.5 * model_mb)
+    assert rule["total_mb"] == pytest.approx(3.5 * model_mb + input_mb)
+    assert rule["recommended_gpu_gb"] == pytest.approx((3.5 * model_mb + input_mb) / 1024 * 1.5)
+
+
+def test_dense_on_784_inputs_has_7850_parameters():
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10)])
+    estimate = memory.estimate_memory(model, 1, (784,), optimizer="sgd")
+    assert estimate.param_count == 7_850
+    assert estimate.param_bytes == 7_850 * F32
+    assert estimate.optimizer_slot_bytes == 0
+
+
+def test_sequential_activations_by_hand():
+    estimate = memory.estimate_memory(mlp(), 4, (784,))
+    assert estimate.input_bytes == 4 * 784 * F32
+    assert estimate.activations_total_bytes == 4 * 32 * F32 + 4 * 10 * F32
+    # Peak: the first Dense needs its input and its output alive at once.
+    assert estimate.activations_peak_inference_bytes == 4 * 784 * F32 + 4 * 32 * F32
+    assert estimate.inference_bytes == estimate.param_bytes + estimate.activations_peak_inference_bytes
+    rows = memory.activation_bytes_by_layer(mlp(), 4)
+    assert [(r.layer_type, r.output_shapes, r.output_bytes) for r in rows] == [
+        ("Dense", ((4, 32),), 512), ("Dense", ((4, 10),), 160)]
+
+
+def test_branches_keep_both_inputs_of_add_alive():
+    estimate = memory.estimate_memory(diamond(), 2)
+    i, a, b, added, head = 2 * 8 * F32, 2 * 16 * F32, 2 * 16 * F32, 2 * 16 * F32, 2 * 4 * F32
+    assert estimate.activations_total_bytes == a + b + added + head
+    # Running b still needs the input (for nothing else now), a (for add) and b's output;
+    # running add needs a, b and its own output: the larger of the two is the peak.
+    assert estimate.activations_peak_inference_bytes == max(i + a + b, a + b + added)
+
+
+def test_nested_models_are_walked_inside():
+    inner = keras.Sequential([keras.layers.Dense(16, name="wide"), keras.layers.Dense(4, name="narrow")],
+                             name="inner")
+    x = keras.Input((8,))
+    model = keras.Model(x, keras.layers.Dense(2, name="out")(inner(x)))
+    estimate = memory.estimate_memory(model, 2)
+    wide, narrow, out, i = 2 * 16 * F32, 2 * 4 * F32, 2 * 2 * F32, 2 * 8 * F32
+    assert estimate.activations_total_bytes == wide + narrow + out
+    assert estimate.activations_peak_inference_bytes == i + wide
+    names = [r.name for r in memory.activation_bytes_by_layer(model, 2)]
+    assert names == ["inner/wide", "inner/narrow", "inner", "out"]
+
+
+def test_multiple_outputs_stay_alive_to_the_end():
+    x = keras.Input((8,))
+    model = keras.Model(x, [keras.layers.Dense(4)(x), keras.layers.Dense(6)(x)])
+    estimate = memory.estimate_memory(model, 3)
+    i, first, second = 3 * 8 * F32, 3 * 4 * F32, 3 * 6 * F32
+    assert estimate.activations_total_bytes == first + second
+    assert estimate.activations_peak_inference_bytes == i + first + second
+
+
+def test_an_operation_with_two_outputs_counts_both():
+    x = keras.Input((8,))
+    left, right = keras.ops.split(x, 2, axis=-1)
+    model = keras.Model(x, keras.layers.Add()([left, right]))
+    rows = memory.activation_bytes_by_layer(model, 2)
+    assert rows[0].output_shapes == ((2, 4), (2, 4))
+    assert rows[0].output_bytes == 2 * (2 * 4 * F32)
+    estimate = memory.estimate_memory(model, 2)
+    assert estimate.activations_total_bytes == 2 * (2 * 4 * F32) + 2 * 4 * F32
+    assert estimate.activations_peak_inference_bytes == 2 * 8 * F32 + 2 * (2 * 4 * F32)
+
+
+def test_target_dtypes_scale_weights_and_activations():
+    base = memory.estimate_memory(mlp(), 4)
+    half = memory.estimate_memory(mlp(), 4, weights_dtype="float16", activation_dtype="float16")
+    int8 = memory.estimate_memory(mlp(), 4, weights_dtype="int8")
+    assert half.param_bytes == base.param_bytes // 2
+    assert half.param_bytes_by_dtype == {"float16": base.param_bytes // 2}
+    assert half.activations_total_bytes == base.activations_total_bytes // 2
+    assert int8.param_bytes == base.param_count
+    assert int8.activations_total_bytes == base.activations_total_bytes
+
+
+def test_mixed_precision_layers_declare_float16_activations():
+    policy = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        model = mlp()
+    finally:
+        keras.mixed_precision.set_dtype_policy(policy)
+    estimate = memory.estimate_memory(model, 4)
+    assert estimate.param_bytes_by_dtype == {"float32": memory.estimate_memory(mlp(), 4).param_bytes}
+    assert estimate.activations_total_bytes == (4 * 32 + 4 * 10) * 2
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "copies"),
+    [("adam", 2), ("sgd", 0), ("sgd-momentum", 1), (keras.optimizers.SGD(momentum=0.9), 1),
+     (keras.optimizers.SGD(), 0), (keras.optimizers.Adam(), 2)],
+)
+def test_optimizer_slots_are_copies_of_the_trainable_weights(optimizer, copies):
+    estimate = memory.estimate_memory(mlp(), 4, optimizer=optimizer)
+    assert estimate.gradient_bytes == estimate.param_bytes
+    assert estimate.optimizer_slot_bytes == copies * estimate.param_bytes
+    assert estimate.training_bytes == (estimate.param_bytes * (2 + copies) + estimate.input_bytes
+                                       + estimate.activations_total_bytes)
+
+
+def test_recommendation_adds_headroom_and_runtime_overhead_and_picks_gpus():
+    estimate = memory.estimate_memory(mlp(), 4, headroom=1.5, runtime_overhead_bytes=1000)
+    needed = math.ceil(estimate.inference_bytes * 1.5) + 1000
+    assert estimate.recommended_inference_bytes == needed
+    assert estimate.recommended_training_bytes == math.ceil(estimate.training_bytes * 1.5) + 1000
+    gpus = {"big": 2 * needed, "too small": needed - 1, "exact": needed}
+    assert memory.gpu_for(estimate, gpus) == ["exact", "big"]
+    assert memory.gpu_for(estimate, {"exact": needed}, training=True) == []
+    assert memory.gpu_for(memory.estimate_memory(mlp(), 4)) == list(memory.COMMON_GPUS)
+
+
+def test_rows_and_summary_are_in_mib():
+    estimate = memory.estimate_memory(mlp(), 4)
+    rows = dict(estimate.to_rows())
+    assert rows["parameters"] == pytest.approx(estimate.param_bytes / 1024**2)
+    assert rows["training total"] == pytest.approx(estimate.training_bytes / 1024**2)
+    assert rows["optimizer slots (adam)"] == pytest.approx(2 * estimate.param_bytes / 1024**2)
+    text = estimate.summary()
+    assert "mlp at batch size 4" in text and "25,450 parameters" in text and "MiB" in text
+
+
+def test_estimate_rejects_bad_input():
+    with pytest.raises(CourseError, match="batch_size must be a positive integer"):
+        memory.estimate_memory(mlp(), 0)
+    with pytest.raises(CourseError, match="unknown optimizer"):
+        memory.estimate_memory(mlp(), 1, optimizer="adadelta-plus")
+    with pytest.raises(CourseError, match="headroom"):
+        memory.estimate_memory(mlp(), 1, headroom=0.5)
+    with pytest.raises(CourseError, match="unknown dtype"):
+        memory.estimate_memory(mlp(), 1, weights_dtype="float7")
+    with pytest.raises(CourseError) as caught:
+        memory.estimate_memory(mlp(), 1, input_shape=(28, 28))
+    assert "expects (784,)" in str(caught.value) and "got (28, 28)" in str(caught.value)
+
+
+def test_unknown_dimensions_and_subclassed_models_get_a_clear_error():
+    x = keras.Input((None, 3))
+    variable_length = keras.Model(x, keras.layers.Dense(2)(x))
+    with pytest.raises(CourseError, match="unknown dimensions besides the batch"):
+        memory.estimate_memory(variable_length, 2)
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = Subclassed()
+    model(np.zeros((1, 3), np.float32))
+    with pytest.raises(CourseError, match="no layer graph"):
+        memory.estimate_memory(model, 2)
+
+
+def test_measured_peak_is_none_with_a_note_without_the_device(capsys):
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("this machine has a GPU; the no-device path needs a machine without one")
+    assert memory.measured_peak_bytes(lambda: tf.ones((4, 4))) is None
+    assert "no device GPU:0 here" in capsys.readouterr().out
+    assert memory.measured_peak_bytes(lambda: tf.ones((4, 4)), verbose=False) is None
+    assert capsys.readouterr().out == ""
+
+
+def test_measured_peak_counts_what_the_function_allocates():
+    device = "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
+    megabyte_of_floats = (256, 1024)
+
+    def allocate():
+        return tf.ones(megabyte_of_floats) * 2.0
+
+    allocate()
+    grown = memory.measured_peak_bytes(allocate, device=device)
+    assert grown is not None and grown >= 1024**2
+    absolute = memory.measured_peak_bytes(allocate, device=device, include_resident=True)
+    assert absolute >= grown
+
+
+def test_device_names_are_normalised():
+    assert memory._device_name("/device:GPU:1") == "GPU:1"
+    assert memory._device_name("gpu") == "GPU:0"
+    assert memory._device_name("/physical_device:CPU:0") == "CPU:0"
+
+
+def test_main_prints_estimates_and_the_lecture_rule(capsys):
+    assert memory.main(["--model", "tiny", "--batch-sizes", "1,4", "--measure"]) == 0
+    out = capsys.readouterr().out
+    assert "lecture total MiB" in out and "measured fn MiB" in out
+    assert "tiny_cnn at batch size 4" in out

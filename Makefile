@@ -41,7 +41,9 @@ lab: notebooks
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m course_lib.dev.notebooks check
-	$(VENV)/bin/pytest -n $(WORKERS) --dist loadgroup
+	$(VENV)/bin/pytest -n $(WORKERS) --dist loadgroup tests
+	$(VENV)/bin/pytest -n $(WORKERS) --dist loadscope -p no:cacheprovider --nbval-lax \
+	    --nbval-kernel-name $(KERNEL) solutions
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

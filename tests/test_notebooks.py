@@ -29,11 +29,16 @@ def graded(request, tmp_path_factory):
     solution = nbformat.read(course.source_notebook(assignment), as_version=4)
     student = nbformat.read(course.student_notebook(assignment), as_version=4)
     skipped = exercises(solution)[-1]
+    points = {"auto": 0.0, "manual": 0.0}
+    for cell in solution.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade"):
+            points["manual" if meta.get("solution") else "auto"] += float(meta.get("points", 0))
     course.submit("perfect", assignment, course.source_notebook(assignment))
     course.submit("untouched", assignment, course.student_notebook(assignment))
     course.submit("partial", assignment, fill_answers(student, solution, skip={skipped.answer_id}))
     log = course.autograde(assignment)
-    return assignment, course, course.results(assignment), skipped, log
+    return assignment, course, course.results(assignment), skipped, log, points
 
 
 def test_student_notebook_is_generated_from_the_solution(graded):
@@ -59,25 +64,28 @@ def test_notebook_has_at_least_three_autograded_exercises(graded):
 
 
 def test_solution_gets_full_marks(graded):
-    _, _, results, _, log = graded
+    """Every autograded point; written answers wait for the instructor (and are flagged for it)."""
+    _, _, results, _, log, points = graded
     perfect = results["perfect"]
     assert perfect.graded, log[-3000:]
+    assert perfect.max_score == points["auto"] + points["manual"]
     lost = {name: score for name, score in perfect.test_scores.items() if score is not None and score < 1e-9}
-    assert perfect.score == perfect.max_score, f"tests that failed on the solution: {lost}\n{log[-3000:]}"
+    assert perfect.score == points["auto"], f"tests that failed on the solution: {lost}\n{log[-3000:]}"
+    assert perfect.needs_manual_grade == (points["manual"] > 0)
 
 
 def test_untouched_student_notebook_gets_zero(graded):
-    _, _, results, _, log = graded
+    _, _, results, _, log, _ = graded
     untouched = results["untouched"]
     assert untouched.graded, log[-3000:]
     assert untouched.score == 0
 
 
 def test_leaving_one_exercise_out_loses_exactly_its_points(graded):
-    _, _, results, skipped, log = graded
+    _, _, results, skipped, log, points = graded
     partial = results["partial"]
     assert partial.graded, log[-3000:]
-    assert partial.score == partial.max_score - skipped.points, (
-        f"expected {partial.max_score - skipped.points} (all but {skipped.answer_id}), got {partial.score}: "
-        f"{partial.test_scores}"
+    expected = points["auto"] - skipped.points
+    assert partial.score == expected, (
+        f"expected {expected} (all but {skipped.answer_id}), got {partial.score}: {partial.test_scores}"
     )

@@ -26,6 +26,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python 3 (TF course)" >/dev/null
+	$(PY) -m course_lib.dev.kernel_limits install >/dev/null
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -136,10 +136,13 @@ def keras_home() -> Path:
     """Keras' cache root: KERAS_HOME if set, else ~/.keras (Keras reads it once, when it is imported)."""
     import sys
 
-    if "keras" in sys.modules:
-        from keras.src.backend import config
+    if "keras" in sys.modules:  # then its own answer wins: Keras read KERAS_HOME when it was imported
+        try:
+            from keras.src.backend import config
 
-        return Path(config.keras_home()).expanduser()
+            return Path(config.keras_home()).expanduser()
+        except (ImportError, AttributeError):  # private module: fall through to Keras' documented rule
+            pass
     override = os.environ.get("KERAS_HOME")
     return Path(override).expanduser() if override else Path.home() / ".keras"
 

@@ -443,7 +443,9 @@ def measured_peak_bytes(
 
     Returns None, printing why when `verbose`, when the device does not exist (a CPU-only machine
     asked for 'GPU:0') or its allocator keeps no statistics. TensorFlow 2.21 also keeps them for
-    'CPU:0', so the same call measures on a laptop.
+    'CPU:0', with a catch: its oneDNN CPU allocator counts only allocations of 256 KiB or more
+    (smaller ones go to plain malloc), so on CPU the result is a lower bound, close for large
+    activations and None for a model whose tensors are all small.
     """
     import tensorflow as tf
 
@@ -468,7 +470,8 @@ def measured_peak_bytes(
         materialize(fn())
     peak = tf.config.experimental.get_memory_info(name)["peak"]
     if peak == 0:
-        return unavailable(f"the allocator of {name} reported no allocations")
+        return unavailable(f"the allocator of {name} recorded no allocations (on CPU, TensorFlow counts "
+                           "only allocations of 256 KiB or more)")
     return int(peak if include_resident else max(peak - before, 0))
 
 

@@ -22,6 +22,7 @@ import hashlib
 import os
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -53,6 +54,7 @@ class ApplicationSpec:
     url: str
     file_hash: str | None  # md5 as Keras checks it; None where Keras itself checks none
     input_size: int
+    preprocess_module: str  # keras.applications.<module>.preprocess_input matches these weights
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ APPLICATIONS: dict[str, ApplicationSpec] = {
             _KERAS_BASE + "resnet/resnet50_weights_tf_dim_ordering_tf_kernels.h5",
             "2cb95161c43110f7111970584f804107",
             224,
+            "resnet50",
         ),
         ApplicationSpec(
             "MobileNetV2",
@@ -95,6 +98,7 @@ APPLICATIONS: dict[str, ApplicationSpec] = {
             _KERAS_BASE + "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
             None,
             224,
+            "mobilenet_v2",
         ),
         ApplicationSpec(
             "MobileNetV3Small",
@@ -102,6 +106,7 @@ APPLICATIONS: dict[str, ApplicationSpec] = {
             _KERAS_BASE + "mobilenet_v3/weights_mobilenet_v3_small_224_1.0_float.h5",
             "8768d4c2e7dee89b9d02b2d03d65d862",
             224,
+            "mobilenet_v3",
         ),
         ApplicationSpec(
             "EfficientNetB0",
@@ -109,6 +114,7 @@ APPLICATIONS: dict[str, ApplicationSpec] = {
             "https://storage.googleapis.com/keras-applications/efficientnetb0.h5",
             "902e53a9f72be733fc0bcb005b3ebbac",
             224,
+            "efficientnet",
         ),
         ApplicationSpec(
             "InceptionV3",
@@ -116,6 +122,7 @@ APPLICATIONS: dict[str, ApplicationSpec] = {
             _KERAS_BASE + "inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
             "9a0d58056eeedaa3f26cb7ebd46da564",
             299,
+            "inception_v3",
         ),
         ApplicationSpec(
             "VGG16",
@@ -123,6 +130,7 @@ APPLICATIONS: dict[str, ApplicationSpec] = {
             _KERAS_BASE + "vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5",
             "64373286793e3c8b2b4e3219cbf3544b",
             224,
+            "vgg16",
         ),
     )
 }
@@ -140,7 +148,8 @@ HUB_MODELS: dict[str, HubSpec] = {
 DEFAULT_PREFETCH: tuple[str, ...] = ("ResNet50", "MobileNetV2", "mobilenet_v2_100_224/classification")
 
 
-def _application_spec(name: str) -> ApplicationSpec:
+def application_spec(name: str) -> ApplicationSpec:
+    """The spec of a known Keras Application, by case-insensitive name; unknown names list the known ones."""
     for known, spec in APPLICATIONS.items():
         if known.lower() == str(name).strip().lower():
             return spec
@@ -148,6 +157,18 @@ def _application_spec(name: str) -> ApplicationSpec:
         f"unknown pretrained model {name!r}; known Keras Applications: {', '.join(APPLICATIONS)}; "
         f"known TF Hub models: {', '.join(HUB_MODELS)} (or pass a TF Hub URL or a local path)"
     )
+
+
+def preprocess_input(name: str, images: Any) -> Any:
+    """Apply the preprocessing the application's ImageNet weights expect (images in 0..255, NHWC).
+
+    Each family differs (ResNet50: BGR minus mean; MobileNetV2: scale to -1..1; EfficientNet: inside
+    the model), and the wrong one silently ruins accuracy, so look it up by model name.
+    """
+    import importlib
+
+    module = importlib.import_module(f"keras.applications.{application_spec(name).preprocess_module}")
+    return module.preprocess_input(images)
 
 
 def keras_weights_dir() -> Path:
@@ -162,12 +183,12 @@ def hub_cache_dir() -> Path:
 
 def weights_cache_path(name: str) -> Path:
     """Where prefetch puts a Keras Application's ImageNet weights (Keras' file name, Keras' format)."""
-    return keras_weights_dir() / _application_spec(name).weights_file
+    return keras_weights_dir() / application_spec(name).weights_file
 
 
 def saved_weights_cache_path(name: str) -> Path:
     """Where Keras-3 weights for an application go (`save_weights_to_cache`); checked first."""
-    return keras_weights_dir() / f"{_application_spec(name).name.lower()}_imagenet.weights.h5"
+    return keras_weights_dir() / f"{application_spec(name).name.lower()}_imagenet.weights.h5"
 
 
 def hub_module_dir(handle: str) -> Path:
@@ -184,7 +205,7 @@ def save_weights_to_cache(model: Any, name: str) -> Path:
 
 
 def network_reachable(url: str, timeout: float = 2.0) -> bool:
-    """Can we open a TCP connection to the URL's host? Fails in milliseconds when DNS is unreachable.
+    """Can we open a TCP connection to the URL's host within `timeout` seconds (DNS lookup included)?
 
     COURSE_OFFLINE=1 answers False without trying (metered links, air-gapped labs).
     """
@@ -194,11 +215,20 @@ def network_reachable(url: str, timeout: float = 2.0) -> bool:
     if not parts.hostname:
         return False
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    answers: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            with socket.create_connection((parts.hostname, port), timeout=timeout):
+                answers.append(True)
+        except OSError:
+            answers.append(False)
+
+    # A thread bounds the whole probe: socket timeouts do not cover a DNS lookup that hangs.
+    probe = threading.Thread(target=attempt, daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return bool(answers and answers[0])
 
 
 def _file_digest(path: Path, algorithm: str) -> str:
@@ -284,7 +314,7 @@ def load_pretrained(name: str, *, allow_download: bool = True, fallback: bool = 
         return load_hub(name, allow_download=allow_download, fallback=fallback)
     if not any(known.lower() == name.strip().lower() for known in APPLICATIONS) and Path(name).exists():
         return load_local(name)
-    spec = _application_spec(name)
+    spec = application_spec(name)
     for cached in (saved_weights_cache_path(spec.name), weights_cache_path(spec.name)):
         if cached.is_file():
             return LoadedModel(_with_weights(spec, cached), "cache", spec.name,
@@ -339,33 +369,33 @@ def _hub_cache_env() -> Iterator[Path]:
 
 
 def load_hub(handle_or_name: str, *, allow_download: bool = True, fallback: bool = True) -> LoadedModel:
-    """A TF Hub model as a callable object (`hub.load`), from a local dir, the cache, or a download.
+    """A TF Hub model as a callable object, from a local dir, the course's hub cache, or a download.
 
-    On Keras 3 `hub.KerasLayer` cannot join a Keras model: call the loaded object directly, or use
-    tf_keras (TF_USE_LEGACY_KERAS=1). Offline, known handles fall back to the same architecture with
-    random weights and the same output shape; unknown handles raise CourseError.
+    A TF2 Hub model is a SavedModel: local and cached copies load with `tf.saved_model.load` (what
+    `hub.load` does for them), so only downloads need tensorflow_hub's resolver. On Keras 3
+    `hub.KerasLayer` cannot join a Keras model: call the loaded object directly, or use tf_keras
+    (TF_USE_LEGACY_KERAS=1). Offline, known handles fall back to the same architecture with random
+    weights and the same output shape; unknown handles raise CourseError.
     """
-    import tensorflow_hub as hub
-
     spec = HUB_MODELS.get(handle_or_name)
     handle = spec.handle if spec else handle_or_name
     label = spec.name if spec else handle
     if Path(handle).exists():
-        return LoadedModel(_hub_load(hub, handle), "local", label, f"TF Hub model from local path {handle}",
-                           Path(handle))
+        return LoadedModel(_load_savedmodel_dir(Path(handle)), "local", label,
+                           f"TF Hub model from local path {handle}", Path(handle))
     if "://" not in handle:
         raise CourseError(f"{handle!r} is neither a TF Hub URL, a known name ({', '.join(HUB_MODELS)}) nor a path")
     module_dir = hub_module_dir(handle)
-    if module_dir.is_dir() and any(module_dir.iterdir()):
-        with _hub_cache_env():
-            return LoadedModel(_hub_load(hub, handle), "cache", label, f"{label} from the TF Hub cache", module_dir)
+    if _is_cached_module(module_dir):
+        return LoadedModel(_load_savedmodel_dir(module_dir), "cache", label, f"{label} from the TF Hub cache",
+                           module_dir)
     why = "downloads disabled (allow_download=False)"
     if allow_download:
         if network_reachable(handle):
             try:
-                with _hub_cache_env():
-                    model = _hub_load(hub, handle)
-                return LoadedModel(model, "download", label, f"{label} downloaded into the TF Hub cache", module_dir)
+                resolved = _hub_resolve(handle)
+                return LoadedModel(_load_savedmodel_dir(resolved), "download", label,
+                                   f"{label} downloaded into the TF Hub cache", resolved)
             except CourseError as error:
                 why = str(error)
         else:
@@ -381,11 +411,37 @@ def load_hub(handle_or_name: str, *, allow_download: bool = True, fallback: bool
                        f"for {handle}: RANDOM weights ({why})")
 
 
-def _hub_load(hub: Any, handle: str) -> Any:
+def _is_cached_module(module_dir: Path) -> bool:
+    """tensorflow_hub's own test: the handle's folder exists and is not empty."""
+    return module_dir.is_dir() and any(module_dir.iterdir())
+
+
+def _hub_resolve(handle: str) -> Path:
+    """Download and unpack `handle` into the course's hub cache with tensorflow_hub; return the folder."""
     try:
-        return hub.load(handle)
+        import tensorflow_hub as hub
+    except ImportError as error:
+        raise CourseError(
+            f"tensorflow_hub cannot be imported ({_first_line(error)}); tensorflow-hub 0.16 needs "
+            "pkg_resources, which setuptools >= 81 no longer ships: pip install 'setuptools<81'"
+        ) from error
+    with _hub_cache_env():
+        try:
+            return Path(hub.resolve(handle))
+        except Exception as error:
+            raise CourseError(f"TF Hub could not fetch {handle}: {_first_line(error)}") from error
+
+
+def _load_savedmodel_dir(path: Path) -> Any:
+    import tensorflow as tf
+
+    try:
+        return tf.saved_model.load(str(path))
     except Exception as error:
-        raise CourseError(f"TF Hub could not load {handle}: {_first_line(error)}") from error
+        raise CourseError(
+            f"{path} is not a loadable SavedModel ({_first_line(error)}); for a broken cache entry, delete "
+            "the folder and run `python -m course_lib prefetch` again"
+        ) from error
 
 
 def load_local(path: str | os.PathLike[str]) -> LoadedModel:
@@ -409,12 +465,8 @@ def load_local(path: str | os.PathLike[str]) -> LoadedModel:
 
 def _load_savedmodel_as_keras(path: Path) -> Any:
     import keras
-    import tensorflow as tf
 
-    try:
-        loaded = tf.saved_model.load(str(path))
-    except Exception as error:
-        raise CourseError(f"could not load the SavedModel at {path}: {_first_line(error)}") from error
+    loaded = _load_savedmodel_dir(path)
     signature = loaded.signatures.get("serving_default")
     if signature is None or not hasattr(loaded, "serve"):
         return loaded
@@ -431,19 +483,12 @@ def _prefetch_one(name: str, timeout: float) -> str:
     if name in HUB_MODELS:
         spec = HUB_MODELS[name]
         module_dir = hub_module_dir(spec.handle)
-        if module_dir.is_dir() and any(module_dir.iterdir()):
+        if _is_cached_module(module_dir):
             return f"cached      {name} -> {module_dir}"
         if not network_reachable(spec.handle, timeout):
             raise CourseError(f"{name}: {urllib.parse.urlsplit(spec.handle).hostname} is unreachable")
-        import tensorflow_hub as hub
-
-        with _hub_cache_env():
-            try:
-                resolved = hub.resolve(spec.handle)
-            except Exception as error:
-                raise CourseError(f"{name}: TF Hub download failed: {_first_line(error)}") from error
-        return f"downloaded  {name} -> {resolved}"
-    spec = _application_spec(name)
+        return f"downloaded  {name} -> {_hub_resolve(spec.handle)}"
+    spec = application_spec(name)
     target = weights_cache_path(spec.name)
     if target.is_file() or saved_weights_cache_path(spec.name).is_file():
         return f"cached      {spec.name} -> {target.parent}"
@@ -456,7 +501,7 @@ def _prefetch_one(name: str, timeout: float) -> str:
 def _cached_status(name: str) -> tuple[str, str]:
     if name in HUB_MODELS:
         folder = hub_module_dir(HUB_MODELS[name].handle)
-        return ("yes" if folder.is_dir() and any(folder.iterdir()) else "no"), str(folder)
+        return ("yes" if _is_cached_module(folder) else "no"), str(folder)
     paths = (saved_weights_cache_path(name), weights_cache_path(name))
     present = next((p for p in paths if p.is_file()), None)
     return ("yes" if present else "no"), str(present or paths[1])
@@ -503,7 +548,7 @@ def _run_prefetch(names: Sequence[str], list_only: bool, timeout: float, keras_h
     from course_lib import data
 
     try:
-        canonical = [name if name in HUB_MODELS else _application_spec(name).name for name in names]
+        canonical = [name if name in HUB_MODELS else application_spec(name).name for name in names]
     except CourseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -528,3 +573,7 @@ def _run_prefetch(names: Sequence[str], list_only: bool, timeout: float, keras_h
               "random weights (announced) until then.")
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(prefetch_main())

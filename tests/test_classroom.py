@@ -1,0 +1,143 @@
+"""Grading a whole class: every prepared submission is graded or flagged with a reason, none stops
+the others, an interrupted run loses nothing, and feedback never shows hidden tests."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from course_lib.dev import classroom
+from course_lib.dev.grading import CourseDirectory
+
+FIXTURES = Path(__file__).parent / "fixtures" / "classroom"
+SOURCES = FIXTURES / "source"
+SUBMISSIONS = FIXTURES / "submissions"
+ASSIGNMENT = "tiny-assignment"
+# Short limits so the endless loop and the memory hog end quickly; the course defaults are larger.
+LIMITS = {"COURSE_GRADING_CELL_TIMEOUT": "10", "COURSE_GRADING_MEMORY_MB": "2048"}
+
+# student: (status, score out of 6, words the reason must contain)
+EXPECTED = {
+    "perfect": ("graded", 6, ""),
+    "untouched": ("graded", 0, ""),
+    "partial": ("graded", 3, ""),
+    "syntax-error": ("graded", 4, "syntax error"),
+    "infinite-loop": ("graded", 5, "time limit"),
+    "memory-hog": ("graded", 5, "memory limit"),
+    "huge-output": ("graded", 6, ""),
+    "edited-locked-test": ("graded", 5, ""),  # the locked test is restored, so the wrong answer fails it
+    "deleted-test": ("graded", 3, ""),  # the deleted test comes back and fails the wrong answer
+    "kernel-crash": ("flagged", None, "kernel died"),
+    "invalid-json": ("flagged", None, "not valid JSON"),
+}
+
+
+def run_cli(*args, env_extra=None, check=True):
+    env = {**os.environ, **LIMITS, **(env_extra or {})}
+    result = subprocess.run([sys.executable, "-m", "course_lib.dev.classroom", *args], capture_output=True,
+                            text=True, env=env, timeout=900, check=False)
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    root = tmp_path_factory.mktemp("class") / "course"
+    run_cli("--course", str(root), "--sources", str(SOURCES), "setup")
+    run_cli("--course", str(root), "--sources", str(SOURCES), "release")
+    result = run_cli("--course", str(root), "--sources", str(SOURCES), "grade", ASSIGNMENT, "--from", str(SUBMISSIONS))
+    report = {o["student"]: o for o in json.loads((root / f"grading-report-{ASSIGNMENT}.json").read_text())}
+    return root, report, result.stdout
+
+
+def test_every_prepared_submission_is_graded_or_flagged_with_its_expected_score(graded_class):
+    _, report, stdout = graded_class
+    assert sorted(report) == sorted(EXPECTED), stdout
+    for student, (status, score, reason) in EXPECTED.items():
+        outcome = report[student]
+        assert outcome["status"] == status, f"{student}: {outcome}"
+        assert outcome["score"] == score, f"{student}: {outcome}"
+        assert reason in outcome["reason"], f"{student}: {outcome}"
+    assert "9 graded, 2 flagged" in stdout
+
+
+def test_huge_output_is_truncated_in_the_graded_notebook(graded_class):
+    root, *_ = graded_class
+    graded = root / "autograded" / "huge-output" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    assert graded.stat().st_size < 400_000, "LimitOutput should keep the graded notebook small"
+
+
+def test_feedback_does_not_reveal_hidden_tests(graded_class):
+    root, *_ = graded_class
+    run_cli("--course", str(root), "--sources", str(SOURCES), "feedback", ASSIGNMENT)
+    pages = {p.parts[-3]: p.read_text() for p in (root / "feedback").glob(f"*/{ASSIGNMENT}/*.html")}
+    assert {"perfect", "partial", "untouched"} <= set(pages)
+    for student, page in pages.items():
+        assert "BEGIN HIDDEN TESTS" not in page, student
+        assert "(8, 28, 28, 1)" not in page and "bytes_for(10," not in page, student
+        assert "hidden tests ran here" in page, student
+    assert "ResNet50 in float32" in pages["perfect"]  # the visible test stays visible
+
+
+def test_grades_export_to_csv(graded_class):
+    root, *_ = graded_class
+    out = root / "grades.csv"
+    run_cli("--course", str(root), "--sources", str(SOURCES), "grades", "--out", str(out))
+    rows = out.read_text().splitlines()
+    header = rows[0].split(",")
+    by_student = {r.split(",")[header.index("student_id")]: r.split(",") for r in rows[1:]}
+    assert float(by_student["perfect"][header.index("score")]) == 6
+    assert float(by_student["partial"][header.index("score")]) == 3
+
+
+def test_an_interrupted_run_keeps_what_it_graded(tmp_path):
+    root = tmp_path / "course"
+    run_cli("--course", str(root), "--sources", str(SOURCES), "setup")
+    run_cli("--course", str(root), "--sources", str(SOURCES), "release")
+    submissions = tmp_path / "subs"
+    for student in ("partial", "perfect", "untouched"):
+        shutil.copytree(SUBMISSIONS / student, submissions / student)
+    report = root / f"grading-report-{ASSIGNMENT}.json"
+    process = subprocess.Popen([sys.executable, "-m", "course_lib.dev.classroom", "--course", str(root),
+                                "--sources", str(SOURCES), "grade", ASSIGNMENT, "--from", str(submissions)],
+                               env={**os.environ, **LIMITS}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not report.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.kill()
+    process.wait()
+    first = json.loads(report.read_text())
+    assert first and first[0]["student"] == "partial" and first[0]["status"] == "graded"
+
+    result = run_cli("--course", str(root), "--sources", str(SOURCES), "grade", ASSIGNMENT)
+    assert "partial: already graded (3.0/6.0), skipped" in result.stdout
+    final = {o["student"]: o for o in json.loads(report.read_text())}
+    assert {s: final[s]["score"] for s in final} == {"partial": 3, "perfect": 6, "untouched": 0}
+
+
+def test_lms_zip_is_collected_with_zip_collect(tmp_path):
+    course = CourseDirectory(tmp_path / "course", [ASSIGNMENT], sources=SOURCES)
+    course.release()
+    archive = tmp_path / "lms-download.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for student in ("perfect", "partial"):
+            bundle.write(SUBMISSIONS / student / f"{ASSIGNMENT}.ipynb", f"{student}_{ASSIGNMENT}.ipynb")
+    assert classroom.collect(course, ASSIGNMENT, archive) == ["partial", "perfect"]
+    assert (course.root / "submitted" / "perfect" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").exists()
+
+
+def test_the_course_directory_must_be_outside_the_repository():
+    result = run_cli("--course", str(Path(classroom.REPO_ROOT) / "course"), "setup", check=False)
+    assert result.returncode == 2 and "outside the repository" in result.stderr
+
+
+def test_commands_other_than_setup_need_a_course_directory(tmp_path):
+    result = run_cli("--course", str(tmp_path / "nowhere"), "grade", ASSIGNMENT, check=False)
+    assert result.returncode == 2 and "not a course directory yet" in result.stderr

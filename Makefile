@@ -12,12 +12,20 @@ KERNEL := tf-course
 WORKERS ?= 2
 STAMP  := $(VENV)/.course-installed
 
-.PHONY: help venv kernel notebooks lab test lint strip refresh lock doctor clean
+# Instructors: a course directory outside the repository (docs/instructor.md).
+COURSE_DIR ?= $(HOME)/tf-course-grading
+SOURCES    ?= $(CURDIR)/solutions
+CLASSROOM   = $(PY) -m course_lib.dev.classroom --course $(COURSE_DIR) --sources $(SOURCES)
+
+.PHONY: help venv kernel notebooks lab test lint strip refresh lock doctor clean \
+        course release grade feedback grades formgrader progress
 
 help:
 	@echo "make lab    start JupyterLab on http://$(HOST):$(PORT) (PORT=, HOST=, TOKEN= to override)"
 	@echo "make test   build the environment and run the whole test suite"
 	@echo "make notebooks  regenerate notebooks/ from solutions/ (nbgrader generate_assignment)"
+	@echo "make progress   students: your visible-test points per exercise"
+	@echo "make course | release | grade ASSIGNMENT=.. [SUBMISSIONS=..] | feedback ASSIGNMENT=.. | grades | formgrader"
 	@echo "make lint | strip | refresh NB=... | doctor | lock | clean"
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
@@ -61,6 +69,30 @@ doctor: $(STAMP)
 lock: $(STAMP)
 	( echo '# Full lock of the environment that `make` builds (pip freeze). Regenerate with `make lock`.'; \
 	  $(PY) -m pip freeze --exclude-editable | grep -v '^course-lib' ) > constraints.txt
+
+progress: $(STAMP)
+	$(PY) -m course_lib progress $(NOTEBOOKS)
+
+course: $(STAMP)
+	$(CLASSROOM) setup
+
+release: course
+	$(CLASSROOM) release $(ASSIGNMENT)
+
+grade: $(STAMP)
+	@test -n "$(ASSIGNMENT)" || (echo "usage: make grade ASSIGNMENT=<id> [SUBMISSIONS=<folder or zip>]"; exit 2)
+	$(CLASSROOM) grade $(ASSIGNMENT) $(if $(SUBMISSIONS),--from $(SUBMISSIONS),)
+
+feedback: $(STAMP)
+	@test -n "$(ASSIGNMENT)" || (echo "usage: make feedback ASSIGNMENT=<id>"; exit 2)
+	$(CLASSROOM) feedback $(ASSIGNMENT)
+
+grades: $(STAMP)
+	$(CLASSROOM) grades $(if $(OUT),--out $(OUT),)
+
+formgrader: course
+	cd $(COURSE_DIR) && $(abspath $(PY)) -m course_lib.dev.lab --host $(HOST) --port $(PORT) --token $(TOKEN) \
+	    --root $(COURSE_DIR) --url /formgrader
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

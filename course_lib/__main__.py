@@ -12,6 +12,7 @@ import sys
 COMMANDS = {
     "doctor": ("course_lib.environment", "main", "print the environment report and what to fix"),
     "prefetch": ("course_lib.models", "prefetch_main", "download the pretrained weights the course uses"),
+    "progress": ("course_lib.progress", "main", "run your notebooks' visible tests and show your points"),
 }
 
 

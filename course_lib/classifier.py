@@ -104,7 +104,7 @@ def preprocess_images(images: Any, mode: str, size: Sequence[int] | None = None)
     x = tf.cast(images, tf.float32)
     if size is not None:
         # Bilinear with antialiasing, like Pillow's resize: a same-size resize returns the input exactly.
-        x = tf.image.resize(x, (int(size[0]), int(size[1])), method="bilinear", antialias=False)
+        x = tf.image.resize(x, (int(size[0]), int(size[1])), method="bilinear", antialias=True)
     if mode == "caffe":
         return x[..., ::-1] - tf.constant(_CAFFE_BGR_MEAN, tf.float32)
     if mode == "tf":
@@ -281,7 +281,7 @@ class ImageClassifier:
         self._input_dtype = input_spec.dtype
         self.preprocessing = self._choose_preprocessing(preprocessing, metadata)
         self.input_size = self._choose_input_size(input_spec, input_size, metadata)
-        self.num_classes = self._signature.structured_outputs[self._output_key].shape[-1]
+        self.num_classes = int(self._signature.structured_outputs[self._output_key].shape[-1])
         self.class_names = self._choose_class_names(class_names, metadata)
         if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 1:
             raise CourseError(f"max_batch_size must be a positive integer, got {max_batch_size!r}")
@@ -315,14 +315,17 @@ class ImageClassifier:
 
     def _find_output(self, output_key: str | None) -> str:
         outputs = self._signature.structured_outputs
-        if output_key is not None:
-            if output_key not in outputs:
-                raise ModelLoadError(f"no output {output_key!r} in the signature; outputs: {sorted(outputs)}")
-            return output_key
-        if len(outputs) != 1:
+        if output_key is not None and output_key not in outputs:
+            raise ModelLoadError(f"no output {output_key!r} in the signature; outputs: {sorted(outputs)}")
+        if output_key is None and len(outputs) != 1:
             raise ModelLoadError(
                 f"the signature has several outputs {sorted(outputs)}: choose one with output_key=...")
-        return next(iter(outputs))
+        key = output_key if output_key is not None else next(iter(outputs))
+        shape = outputs[key].shape
+        if shape.rank != 2 or shape[-1] is None:
+            raise ModelLoadError(
+                f"output {key!r} has shape {shape}; a classifier returns scores of shape (batch, classes)")
+        return key
 
     def _choose_preprocessing(self, requested: str | None, metadata: dict[str, Any]) -> str:
         if self.includes_preprocessing:
@@ -377,7 +380,7 @@ class ImageClassifier:
 
         spec = tf.TensorSpec([None, None, None, self.channels], tf.float32, name="images")
 
-        @tf.function(reduce_retracing=False)
+        @tf.function(input_signature=[spec])
         def classify(images: tf.Tensor) -> tf.Tensor:
             inputs = preprocess_images(images, mode, resize_to)
             inputs = tf.saturate_cast(tf.round(inputs), dtype) if dtype.is_integer else tf.cast(inputs, dtype)
@@ -449,30 +452,34 @@ def export_for_classifier(
     if target.exists() and any(target.iterdir()):
         raise CourseError(f"{target} exists and is not empty: export to a new (version) directory")
     try:
-        input_shape = tuple(model.inputs[0].shape)
-    except (AttributeError, IndexError, ValueError):
-        raise CourseError("export_for_classifier needs a built Keras model with one image input") from None
+        inputs = list(model.inputs)
+    except (AttributeError, ValueError):
+        inputs = []
+    if len(inputs) != 1:
+        raise CourseError("export_for_classifier needs a built Keras model with exactly one image input")
+    input_shape = tuple(inputs[0].shape)
     if len(input_shape) != 4:
         raise CourseError(
             f"expected an image model with input (batch, height, width, channels), got {input_shape}")
     size = tuple(input_shape[1:3]) if None not in input_shape[1:3] else input_size
+    if input_size is not None and tuple(int(s) for s in input_size) != tuple(size):
+        raise CourseError(
+            f"input_size={tuple(input_size)} but the model is built for {tuple(size)}: leave it out")
     if size is None:
         raise CourseError("this model accepts any image size: pass input_size=(height, width) to resize to")
     size = (int(size[0]), int(size[1]))
     channels = int(input_shape[3])
 
-    class ServingModule(tf.Module):
-        def __init__(self, keras_model: Any) -> None:
-            super().__init__()
-            self.model = keras_model
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32, name="images")])
+    def serve(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"scores": model(preprocess_images(images, mode, size), training=False)}
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, channels], tf.float32, name="images")])
-        def serve(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"scores": self.model(preprocess_images(images, mode, size), training=False)}
-
-    module = ServingModule(model)
-    signatures = {"serving_default": module.serve.get_concrete_function()}
-    tf.saved_model.save(module, str(target), signatures=signatures)
+    # Track the variables, not the Keras model: saving a tracked Keras 3 model traces its call again
+    # (twice as slow to save, and to load), and the serving signature is all a server needs.
+    holder = tf.Module()
+    holder.model_variables = list(model.variables)
+    signatures = {"serving_default": serve.get_concrete_function()}
+    tf.saved_model.save(holder, str(target), signatures=signatures)
     metadata: dict[str, Any] = {"includes_preprocessing": True, "preprocessing": mode,
                                 "input_size": list(size)}
     if class_names is not None:

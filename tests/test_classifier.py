@@ -244,6 +244,19 @@ def test_loading_errors_say_how_to_export(tmp_path, model, exported):
         ImageClassifier(tmp_path / "versions", preprocessing="tf")
     with pytest.raises(ModelLoadError, match="serving_default"):
         ImageClassifier(exported, preprocessing="tf", signature="predict")
+    with pytest.raises(ModelLoadError, match="no output"):
+        ImageClassifier(exported, preprocessing="tf", output_key="logits")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "saved_model.pb").write_bytes(b"not a protobuf")
+    with pytest.raises(ModelLoadError, match="could not load"):
+        ImageClassifier(tmp_path / "broken", preprocessing="tf")
+
+
+def test_models_that_do_not_return_class_scores_are_refused(tmp_path):
+    feature_map = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Conv2D(2, 3)])
+    feature_map.export(str(tmp_path / "m"), verbose=False)
+    with pytest.raises(ModelLoadError, match=r"\(batch, classes\)"):
+        ImageClassifier(tmp_path / "m", preprocessing="tf")
 
 
 def test_constructor_rejects_missing_or_inconsistent_settings(exported):
@@ -303,6 +316,18 @@ def test_export_refuses_a_non_empty_folder_and_models_without_a_size(self_prepro
         export_for_classifier(tiny_cnn(3), self_preprocessing, "tf")
     with pytest.raises(CourseError, match="input_size"):
         export_for_classifier(tiny_cnn(3, size=None), tmp_path / "m", "tf")
+    with pytest.raises(CourseError, match="built for"):
+        export_for_classifier(tiny_cnn(3), tmp_path / "m", "tf", input_size=(64, 64))
+
+
+def test_export_of_a_model_of_any_size_resizes_to_the_given_size(tmp_path):
+    flexible = tiny_cnn(classes=3, size=None)
+    exported = export_for_classifier(flexible, tmp_path / "m", "caffe", input_size=(20, 24))
+    classifier = ImageClassifier(exported)
+    assert classifier.input_size == (20, 24) and classifier.preprocessing == "caffe"
+    images = pixels((2, 50, 50, 3))
+    resized = tf.image.resize(images.astype(np.float32), (20, 24), antialias=True).numpy()
+    assert_close(classifier.predict(images), expected_scores(flexible, resized, mode="caffe"))
 
 
 # --- a real architecture on the shipped images -------------------------------------------------------------

@@ -37,7 +37,6 @@ c = get_config()  # noqa: F821
 load_subconfig({repo_config!r})  # noqa: F821
 c.CourseDirectory.root = {root!r}
 c.Exchange.root = {exchange!r}
-c.Exchange.path_includes_course = True
 '''
 
 
@@ -96,13 +95,17 @@ def collect(course: CourseDirectory, assignment: str, source: Path) -> list[str]
     if nested:
         for notebook in nested:
             course.submit(notebook.parent.name, assignment, notebook)
-        return [n.parent.name for n in nested]
+        return _submitted_students(course, assignment)
     archive = course.root / "downloaded" / assignment / "archive"
     archive.mkdir(parents=True, exist_ok=True)
     files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.is_file())
     for file in files:
         shutil.copy(file, archive / file.name)
     course.run("zip_collect", assignment, "--force")
+    return _submitted_students(course, assignment)
+
+
+def _submitted_students(course: CourseDirectory, assignment: str) -> list[str]:
     submitted = course.root / "submitted"
     return sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
 

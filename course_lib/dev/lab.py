@@ -19,13 +19,14 @@ from course_lib.dev.notebooks import REPO_ROOT
 FIRST_NOTEBOOK = "notebooks/01-tensorflow-and-keras/01-tensorflow-and-keras.ipynb"
 
 
-def lab_command(host: str, port: int, token: str, root: Path = REPO_ROOT) -> list[str]:
+def lab_command(host: str, port: int, token: str, root: Path = REPO_ROOT,
+                url: str = f"/lab/tree/{FIRST_NOTEBOOK}") -> list[str]:
     """The jupyter command line; as root (GPU containers) JupyterLab needs --allow-root."""
     jupyter = str(Path(sys.executable).parent / "jupyter")
     command = [
         jupyter, "lab", "--no-browser", f"--ip={host}", f"--port={port}", "--port-retries=0",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-        f"--LabApp.default_url=/lab/tree/{FIRST_NOTEBOOK}",
+        f"--LabApp.default_url={url}",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
@@ -38,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8888)
     parser.add_argument("--token", default=os.environ.get("TOKEN") or secrets.token_hex(16))
+    parser.add_argument("--root", type=Path, default=REPO_ROOT, help="folder JupyterLab serves")
+    parser.add_argument("--url", default=f"/lab/tree/{FIRST_NOTEBOOK}", help="page it opens")
     args = parser.parse_args(argv)
-    command = lab_command(args.host, args.port, args.token)
+    command = lab_command(args.host, args.port, args.token, args.root.resolve(), args.url)
     print(f"JupyterLab: http://{args.host}:{args.port}/lab?token={args.token}", flush=True)
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     os.execv(command[0], command)

@@ -1,0 +1,57 @@
+"""`python -m course_lib progress`: visible-test points per exercise, with the first failing message."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_lib.dev.grading import CourseDirectory, fill_answers
+from course_lib.progress import check_notebook
+
+FIXTURES = Path(__file__).parent / "fixtures" / "classroom"
+ASSIGNMENT = "tiny-assignment"
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    course = CourseDirectory(tmp_path_factory.mktemp("progress"), [ASSIGNMENT], sources=FIXTURES / "source")
+    course.release()
+    student = nbformat.read(course.student_notebook(ASSIGNMENT), as_version=4)
+    solution = nbformat.read(course.source_notebook(ASSIGNMENT), as_version=4)
+    return course, student, solution
+
+
+def test_an_untouched_notebook_is_reported_as_not_started_without_running_it(released, tmp_path):
+    course, *_ = released
+    (result,) = check_notebook(course.student_notebook(ASSIGNMENT))
+    assert (result.exercise, result.earned, result.possible, result.message) == ("(all)", 0, 6, "not started")
+
+
+def test_points_and_first_failing_message_per_exercise(released, tmp_path):
+    _, student, solution = released
+    work = fill_answers(student, solution, skip={"ex2-answer"})
+    wrong = next(c for c in work.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "ex3-answer")
+    wrong.source = "def mean_latency_ms(seconds):\n    return sum(seconds) / len(seconds)"
+    path = tmp_path / f"{ASSIGNMENT}.ipynb"
+    nbformat.write(work, path)
+    before = path.read_bytes()
+    results = {r.exercise: r for r in check_notebook(path)}
+    assert path.read_bytes() == before, "progress must never change the student's file"
+    assert (results["ex1-tests"].earned, results["ex1-tests"].message) == (1, "")
+    assert results["ex2-tests"].earned == 0 and results["ex2-tests"].message.startswith("NotImplementedError")
+    assert results["ex3-tests"].earned == 0
+    assert results["ex3-tests"].message.startswith("AssertionError: mean_latency_ms([0.001, 0.003]): expected 2.0")
+
+
+def test_the_command_prints_a_table_and_survives_a_broken_file(released, tmp_path):
+    course, *_ = released
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text("{ not json")
+    result = subprocess.run([sys.executable, "-m", "course_lib", "progress", str(course.student_notebook(ASSIGNMENT)),
+                             str(broken)], capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"| {ASSIGNMENT} | (all) | 0 / 6 | not started |" in result.stdout
+    assert "| broken | (notebook) | 0 / 0 | could not run" in result.stdout
+    assert "Visible tests passed: 0 of 6 points" in result.stdout

@@ -18,7 +18,10 @@ SOURCES    ?= $(CURDIR)/solutions
 CLASSROOM   = $(PY) -m course_lib.dev.classroom --course $(COURSE_DIR) --sources $(SOURCES)
 
 .PHONY: help venv kernel notebooks lab test lint strip refresh lock doctor clean \
-        course release grade feedback grades formgrader progress
+        course release grade feedback grades formgrader progress gpu-report
+
+# GPU CI and lab VMs: every notebook with QUICK=False plus the measured report (DRY_RUN=1: CPU sizes).
+REPORT_DIR ?= results/$(shell date -u +%Y%m%d-%H%M)
 
 help:
 	@echo "make lab    start JupyterLab on http://$(HOST):$(PORT) (PORT=, HOST=, TOKEN= to override)"
@@ -26,6 +29,7 @@ help:
 	@echo "make notebooks  regenerate notebooks/ from solutions/ (nbgrader generate_assignment)"
 	@echo "make progress   students: your visible-test points per exercise"
 	@echo "make course | release | grade ASSIGNMENT=.. [SUBMISSIONS=..] | feedback ASSIGNMENT=.. | grades | formgrader"
+	@echo "make gpu-report [DRY_RUN=1] [REPORT_DIR=results/...]   measured performance report"
 	@echo "make lint | strip | refresh NB=... | doctor | lock | clean"
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
@@ -93,6 +97,9 @@ grades: $(STAMP)
 formgrader: course
 	cd $(COURSE_DIR) && $(abspath $(PY)) -m course_lib.dev.lab --host $(HOST) --port $(PORT) --token $(TOKEN) \
 	    --root $(COURSE_DIR) --url /formgrader
+
+gpu-report: $(STAMP)
+	$(PY) -m course_lib.dev.gpu_report --out $(REPORT_DIR) $(if $(DRY_RUN),--dry-run,)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

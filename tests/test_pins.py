@@ -54,3 +54,23 @@ def test_pin_drift_is_detected(tmp_path):
     drifted = tmp_path / "environment.yml"
     drifted.write_text((ROOT / "environment.yml").read_text().replace("tensorflow==2.21.0", "tensorflow==2.20.0"))
     assert conda_pip_pins(drifted) != requirements_pins()
+
+
+def test_dockerfile_builds_on_the_pinned_tensorflow_and_installs_the_pins():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    tag = re.search(r"^FROM tensorflow/tensorflow:([0-9.]+)-gpu$", dockerfile, re.MULTILINE)
+    assert tag and tag.group(1) == requirements_pins()["tensorflow"]
+    assert "pip install -r requirements.txt -c constraints.txt" in dockerfile
+
+
+def test_binder_postbuild_installs_the_course_without_other_pins():
+    post_build = (ROOT / "binder" / "postBuild").read_text()
+    assert "pip install --no-deps -e ." in post_build
+    assert "--name tf-course" in post_build and "course_lib prefetch" in post_build
+    assert not PIN.search(post_build), "pins belong in requirements.txt, not in postBuild"
+
+
+def test_gpu_ci_installs_the_cuda_build_of_the_pinned_tensorflow():
+    workflow = (ROOT / ".github" / "workflows" / "gpu-notebooks.yml").read_text()
+    assert "tensorflow[and-cuda]==$(grep -oP '^tensorflow==\\K[0-9.]+' requirements.txt)" in workflow
+    assert "make gpu-report" in workflow

@@ -26,6 +26,7 @@ def test_a_notebook_runs_with_injected_parameters_and_reports_timings(tmp_path):
     executed = nbformat.read(tmp_path / "params-demo.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert "QUICK False REPEATS 100" in printed
+    assert run.kernel_peak_rss_mib and 20 < run.kernel_peak_rss_mib < 2048  # an idle IPython kernel
     assert run.slowest_cells[0].seconds >= 0.2 and run.slowest_cells[0].first_line == "import time"
 
 

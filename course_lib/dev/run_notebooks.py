@@ -14,8 +14,10 @@ import ast
 import json
 import sys
 import tempfile
+import threading
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,7 +43,39 @@ class NotebookRun:
     ok: bool
     seconds: float
     error: str = ""
+    kernel_peak_rss_mib: float | None = None
     slowest_cells: list[CellTiming] = field(default_factory=list)
+
+
+@contextmanager
+def peak_child_rss(interval: float = 0.1):
+    """Track the largest resident memory of any child process (the kernel) while the block runs.
+
+    Binder allows about 2 GB: this is the number that must stay under it. Yields a dict whose
+    "bytes" entry holds the peak so far.
+    """
+    import psutil
+
+    peak = {"bytes": 0}
+    stop = threading.Event()
+
+    def poll() -> None:
+        me = psutil.Process()
+        while not stop.is_set():
+            for child in me.children(recursive=True):
+                try:
+                    peak["bytes"] = max(peak["bytes"], child.memory_info().rss)
+                except psutil.Error:
+                    pass
+            stop.wait(interval)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        watcher.join()
 
 
 def parse_value(text: str):
@@ -72,7 +106,7 @@ def run_notebook(assignment: str, out_dir: Path, parameters: dict, kernel: str =
     output = out_dir / f"{assignment}.ipynb"
     start = time.perf_counter()
     error = ""
-    with tempfile.TemporaryDirectory(prefix=f"run-{assignment}-") as workdir:
+    with tempfile.TemporaryDirectory(prefix=f"run-{assignment}-") as workdir, peak_child_rss() as peak:
         try:
             papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name=kernel,
                                        cwd=workdir, progress_bar=False, log_output=False)
@@ -80,7 +114,8 @@ def run_notebook(assignment: str, out_dir: Path, parameters: dict, kernel: str =
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()[-2000:]
     seconds = time.perf_counter() - start
     timings = cell_timings(output) if output.exists() else []
-    return NotebookRun(assignment, str(output), not error, round(seconds, 2), error, timings)
+    return NotebookRun(assignment, str(output), not error, round(seconds, 2), error,
+                       round(peak["bytes"] / 2**20, 1) or None, timings)
 
 
 def write_summary(runs: list[NotebookRun], out_dir: Path, parameters: dict) -> tuple[Path, Path]:
@@ -88,11 +123,12 @@ def write_summary(runs: list[NotebookRun], out_dir: Path, parameters: dict) -> t
     json_path, md_path = out_dir / "summary.json", out_dir / "summary.md"
     json_path.write_text(json.dumps({"parameters": parameters, "runs": [asdict(r) for r in runs]}, indent=2))
     lines = [f"# Notebook run ({', '.join(f'{k}={v}' for k, v in parameters.items()) or 'defaults'})", "",
-             "| notebook | status | seconds | slowest cell (s) |", "|---|---|---:|---|"]
+             "| notebook | status | seconds | kernel peak RSS (MiB) | slowest cell (s) |", "|---|---|---:|---:|---|"]
     for run in runs:
         slowest = run.slowest_cells[0] if run.slowest_cells else None
         slow_text = f"{slowest.seconds:.1f} `{slowest.first_line}`" if slowest else "-"
-        lines.append(f"| {run.assignment} | {'ok' if run.ok else 'FAILED'} | {run.seconds:.1f} | {slow_text} |")
+        lines.append(f"| {run.assignment} | {'ok' if run.ok else 'FAILED'} | {run.seconds:.1f} | "
+                     f"{run.kernel_peak_rss_mib or '-'} | {slow_text} |")
     lines.append(f"\nTotal: {sum(r.seconds for r in runs):.1f} s")
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path

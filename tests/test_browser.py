@@ -1,0 +1,99 @@
+"""A real browser: JupyterLab started as `make lab` starts it, notebook 01 run in Debian's Chromium.
+
+Playwright drives /usr/bin/chromium (no browser download). `.ci/run` installs Chromium first; on a
+developer machine without it the test is skipped with the command to install it.
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+NOTEBOOK = "solutions/01-tensorflow-and-keras/01-tensorflow-and-keras.ipynb"
+SCREENSHOTS = REPO / "results" / "browser"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+if not os.path.exists(CHROMIUM):
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing in CI: .ci/run must install it", pytrace=False)
+    pytest.skip(f"{CHROMIUM} not installed: `apt-get install chromium` to run the browser test",
+                allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    home = tmp_path_factory.mktemp("browser-home")
+    # A scratch copy of the repository's notebook, so running it leaves no outputs in git.
+    root = tmp_path_factory.mktemp("browser-root")
+    (root / Path(NOTEBOOK).parent).mkdir(parents=True)
+    shutil.copy(REPO / NOTEBOOK, root / NOTEBOOK)
+    env = {**os.environ, "HOME": str(home), "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
+    process = subprocess.Popen([sys.executable, "-m", "course_lib.dev.lab", "--port", str(port), "--token", "browser",
+                                "--root", str(root), "--url", f"/lab/tree/{NOTEBOOK}"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(180):
+        try:
+            requests.get(f"{url}/api", timeout=2)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.5)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_notebook_01_runs_in_chromium_without_errors(lab):
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{lab}/lab/tree/{NOTEBOOK}?token=browser")
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
+                               "#jp-main-statusbar :text('Idle')", timeout=120_000)
+
+        # nbgrader's JupyterLab tools are installed: its menu is in the menu bar.
+        assert page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Nbgrader$")).count() == 1
+
+        # Restart-and-run-all waits for a live kernel (a plain Run All sent before the kernel is
+        # connected is dropped) and starts from a clean state, as a student would.
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Kernel$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Restart Kernel and Run All Cells")).click()
+        page.locator(".jp-Dialog-button", has_text="Restart").click()
+        total = page.locator(".jp-CodeCell").count()
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            # Cells scrolled out of view may render no prompt text: judge by the last cell and by
+            # the absence of any queued or running cell.
+            prompts = [p.strip() for p in page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()]
+            if prompts and re.fullmatch(r"\[\d+\]:", prompts[-1]) and "[*]:" not in prompts:
+                break
+            time.sleep(1)
+        else:
+            page.screenshot(path=str(SCREENSHOTS / "notebook-01-timeout.png"), full_page=True)
+            pytest.fail("notebook 01 did not finish within 240 s in the browser")
+
+        outputs = "\n".join(page.locator(".jp-OutputArea-output").all_text_contents())
+        if page.locator(".jp-toast-button", has_text="No").count():
+            page.locator(".jp-toast-button", has_text="No").click()  # JupyterLab's news prompt
+        page.screenshot(path=str(SCREENSHOTS / "notebook-01.png"), full_page=False)
+        browser.close()
+    assert total > 5
+    assert "Traceback (most recent call last)" not in outputs, outputs[-3000:]
+    assert "TF 2.21" in outputs  # the setup cell's one-line environment report

@@ -141,3 +141,9 @@ def test_the_course_directory_must_be_outside_the_repository():
 def test_commands_other_than_setup_need_a_course_directory(tmp_path):
     result = run_cli("--course", str(tmp_path / "nowhere"), "grade", ASSIGNMENT, check=False)
     assert result.returncode == 2 and "not a course directory yet" in result.stderr
+
+
+def test_grading_benchmark_grades_copies_of_the_solution():
+    result = classroom.benchmark_grading(ASSIGNMENT, copies=1, sources=SOURCES)
+    assert (result["submissions"], result["graded"], result["full_marks"]) == (1, 1, 1)
+    assert result["peak_rss_mib"] > 20 and result["seconds"] > 0

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -183,6 +184,30 @@ def format_table(outcomes: list[StudentOutcome]) -> str:
     return "\n".join(rows)
 
 
+def benchmark_grading(assignment: str, copies: int, sources: Path = REPO_ROOT / SOURCE) -> dict:
+    """Grade `copies` submissions of the solution in a scratch course: wall time and peak memory.
+
+    The peak is the largest resident memory of any process grading started (nbgrader and the
+    kernel), sampled every 0.1 s: what a grading machine must have per concurrent run.
+    """
+    from course_lib.dev.run_notebooks import peak_child_rss
+
+    with tempfile.TemporaryDirectory(prefix="grading-bench-") as scratch:
+        course = setup(Path(scratch) / "course", sources)
+        release(course, [assignment])
+        for index in range(copies):
+            course.submit(f"student{index:02d}", assignment, course.source_notebook(assignment))
+        start = time.perf_counter()
+        with peak_child_rss() as peak:
+            outcomes = grade(course, assignment)
+        seconds = time.perf_counter() - start
+    graded = [o for o in outcomes if o.status == "graded"]
+    return {"assignment": assignment, "submissions": copies, "graded": len(graded),
+            "full_marks": sum(1 for o in graded if o.score == o.max_score),
+            "seconds": round(seconds, 1), "seconds_per_submission": round(seconds / copies, 2),
+            "peak_rss_mib": round(peak["bytes"] / 2**20, 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib.dev.classroom", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -204,8 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     feedback_parser.add_argument("assignment")
     grades_parser = commands.add_parser("grades")
     grades_parser.add_argument("--out", type=Path)
+    bench_parser = commands.add_parser("bench", help="time grading N copies of the solution (scratch course)")
+    bench_parser.add_argument("assignment")
+    bench_parser.add_argument("--copies", type=int, default=30)
     args = parser.parse_args(argv)
 
+    if args.command == "bench":
+        print(json.dumps(benchmark_grading(args.assignment, args.copies, args.sources.resolve()), indent=1))
+        return 0
     root = args.course.expanduser().resolve()
     if root.is_relative_to(REPO_ROOT):
         parser.error(f"the course directory must be outside the repository ({REPO_ROOT}); got {root}")

@@ -51,12 +51,15 @@ notebooks: $(STAMP)
 lab: notebooks
 	$(PY) -m course_lib.dev.lab --host $(HOST) --port $(PORT) --token $(TOKEN)
 
+# An explicit --basetemp: pytest never prunes it, so no other pytest run on the machine (the nested
+# ones in tests/ included) can delete the course directories of a running test.
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m course_lib.dev.notebooks check
-	$(VENV)/bin/pytest -n $(WORKERS) --dist loadgroup tests
-	$(VENV)/bin/pytest -n $(WORKERS) --dist loadscope -p no:cacheprovider --nbval-lax \
-	    --nbval-kernel-name $(KERNEL) solutions
+	tmp=$$(mktemp -d /tmp/course-tests-XXXXXX) && \
+	$(VENV)/bin/pytest -n $(WORKERS) --dist loadgroup --basetemp=$$tmp/unit --durations=15 tests && \
+	$(VENV)/bin/pytest -n $(WORKERS) --dist loadscope -p no:cacheprovider --basetemp=$$tmp/nbval --nbval-lax \
+	    --nbval-kernel-name $(KERNEL) solutions && rm -rf $$tmp
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

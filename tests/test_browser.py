@@ -56,6 +56,22 @@ def lab(tmp_path_factory):
     process.wait(timeout=30)
 
 
+def restart_and_run_all(page) -> None:
+    """Kernel > Restart Kernel and Run All Cells, confirming the dialog when JupyterLab shows one.
+
+    A plain Run All sent before the kernel is connected is dropped; a restart waits for it, and
+    starts from a clean state, as a student would.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Kernel$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Restart Kernel and Run All Cells")).click()
+    try:
+        page.locator(".jp-Dialog-button", has_text="Restart").click(timeout=20_000)
+    except PlaywrightTimeout:
+        pass  # no kernel was running yet: JupyterLab starts one without asking
+
+
 def test_notebook_01_runs_in_chromium_without_errors(lab):
     from playwright.sync_api import sync_playwright
 
@@ -71,14 +87,14 @@ def test_notebook_01_runs_in_chromium_without_errors(lab):
         # nbgrader's JupyterLab tools are installed: its menu is in the menu bar.
         assert page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Nbgrader$")).count() == 1
 
-        # Restart-and-run-all waits for a live kernel (a plain Run All sent before the kernel is
-        # connected is dropped) and starts from a clean state, as a student would.
-        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Kernel$")).click()
-        page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Restart Kernel and Run All Cells")).click()
-        page.locator(".jp-Dialog-button", has_text="Restart").click()
         total = page.locator(".jp-CodeCell").count()
-        deadline = time.monotonic() + 240
+        restart_and_run_all(page)
+        deadline, retried = time.monotonic() + 300, False
         while time.monotonic() < deadline:
+            first_prompt = page.locator(".jp-CodeCell .jp-InputPrompt").first.inner_text().strip()
+            if not retried and first_prompt == "[ ]:" and deadline - time.monotonic() < 210:
+                restart_and_run_all(page)  # the first request reached no kernel: ask once more
+                retried = True
             # Cells scrolled out of view may render no prompt text: judge by the last cell and by
             # the absence of any queued or running cell.
             prompts = [p.strip() for p in page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()]
@@ -87,7 +103,7 @@ def test_notebook_01_runs_in_chromium_without_errors(lab):
             time.sleep(1)
         else:
             page.screenshot(path=str(SCREENSHOTS / "notebook-01-timeout.png"), full_page=True)
-            pytest.fail("notebook 01 did not finish within 240 s in the browser")
+            pytest.fail("notebook 01 did not finish within 300 s in the browser")
 
         outputs = "\n".join(page.locator(".jp-OutputArea-output").all_text_contents())
         if page.locator(".jp-toast-button", has_text="No").count():

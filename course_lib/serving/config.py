@@ -28,7 +28,6 @@ DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 # tensorflow_model_server flags this server accepts but does not act on (each gets a log line).
 IGNORED_FLAGS = (
     "rest_api_num_threads",
-    "grpc_max_threads",
     "grpc_channel_arguments",
     "grpc_socket_path",
     "enable_model_warmup",
@@ -119,6 +118,7 @@ class ServerOptions:
     enable_cors: bool = False
     saved_model_tags: tuple[str, ...] = ("serve",)
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    grpc_max_threads: int = 32
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     ignored_flags: dict[str, str] = field(default_factory=dict)
@@ -150,6 +150,8 @@ def build_flag_parser() -> argparse.ArgumentParser:
     add("--allow_version_labels_for_unavailable_models", type=parse_bool, nargs="?", const=True,
         default=False, help="accepted; this server resolves labels when a request arrives")
     add("--saved_model_tags", default="serve", help="comma-separated MetaGraph tags to load")
+    add("--grpc_max_threads", type=int, default=max(32, 4 * (os.cpu_count() or 1)),
+        help="gRPC worker threads (requests in flight at once)")
     add("--tensorflow_intra_op_parallelism", type=int, default=0)
     add("--tensorflow_inter_op_parallelism", type=int, default=0)
     add("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
@@ -175,7 +177,7 @@ def parse_model_config_text(text: str, source: str = "<text>") -> model_server_c
 
 
 def load_model_config_file(path: str | os.PathLike, root_dir: str = "") -> model_server_config_pb2.ModelServerConfig:
-    """Read `--model_config_file`; relative base paths are taken from `root_dir` or the file's folder."""
+    """Read `--model_config_file`; relative base paths are taken from `root_dir`, else the working folder."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -342,6 +344,8 @@ def parse_server_flags(argv: Sequence[str]) -> ServerOptions:
         raise CourseError(f"--port and --rest_api_port must differ (both are {args.port})")
     if args.port == 0 and args.rest_api_port == 0:
         raise CourseError("Both --port and --rest_api_port are 0: nothing to serve on")
+    if args.grpc_max_threads < 1:
+        raise CourseError(f"--grpc_max_threads must be at least 1, got {args.grpc_max_threads}")
     if args.max_request_bytes < 1024:
         raise CourseError(f"--max_request_bytes must be at least 1024, got {args.max_request_bytes}")
     ignored = {name: getattr(args, name) for name in IGNORED_FLAGS if getattr(args, name) is not None}
@@ -359,6 +363,7 @@ def parse_server_flags(argv: Sequence[str]) -> ServerOptions:
         enable_cors=args.rest_api_enable_cors_support,
         saved_model_tags=tags or ("serve",),
         max_request_bytes=args.max_request_bytes,
+        grpc_max_threads=args.grpc_max_threads,
         intra_op_threads=args.tensorflow_intra_op_parallelism,
         inter_op_threads=args.tensorflow_inter_op_parallelism,
         ignored_flags=ignored,

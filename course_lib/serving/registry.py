@@ -124,15 +124,18 @@ class ModelRegistry:
         new_configs = {model.name: model for model in config.model_config_list.config}
         with self._lock:
             removed = set(self._configs) - set(new_configs)
+            removed |= {name for name, model in new_configs.items()
+                        if name in self._configs and self._configs[name].base_path != model.base_path}
             self._configs = dict(new_configs)
             self._labels = {name: dict(model.version_labels) for name, model in new_configs.items()}
+            removed_records = {name: self._records.pop(name, {}) for name in removed}
             for name in new_configs:
                 self._records.setdefault(name, {})
-            removed_records = {name: self._records.pop(name) for name in removed}
         for name, records in removed_records.items():
             for record in records.values():
                 if record.model is not None:
-                    log.info("Model %s was removed from the config: unloading version %s", name, record.version)
+                    log.info("Model %s was removed from the config or moved: unloading version %s",
+                             name, record.version)
 
     def model_names(self) -> list[str]:
         with self._lock:
@@ -150,19 +153,29 @@ class ModelRegistry:
             except Exception:  # one model's trouble must never stop the others or the poller
                 log.exception("Unexpected error while polling model %s", config.name)
 
-    def start_polling(self, interval_seconds: float, on_tick: Callable[[], None] | None = None) -> None:
-        """Poll in a daemon thread every `interval_seconds` (TF Serving: 0 means poll only once)."""
-        if interval_seconds <= 0 and on_tick is None:
+    def start_polling(self, interval_seconds: float, config_interval_seconds: float = 0.0,
+                      reload_config: Callable[[], None] | None = None) -> None:
+        """Poll in a daemon thread: version folders every `interval_seconds` (TF Serving: 0 means
+        only once, at start), and `reload_config()` every `config_interval_seconds` when given."""
+        polls = interval_seconds > 0
+        reloads = reload_config is not None and config_interval_seconds > 0
+        if not polls and not reloads:
             return
+        tick = min(t for t in (interval_seconds if polls else None,
+                               config_interval_seconds if reloads else None) if t is not None)
 
         def run() -> None:
-            while not self._stop.wait(interval_seconds if interval_seconds > 0 else 1.0):
-                if on_tick is not None:
+            next_poll = next_reload = time.monotonic()
+            while not self._stop.wait(tick):
+                now = time.monotonic()
+                if reloads and now - next_reload >= config_interval_seconds - 1e-3:
+                    next_reload = now
                     try:
-                        on_tick()
+                        reload_config()
                     except Exception:
-                        log.exception("Config reload failed; keeping the previous config")
-                if interval_seconds > 0:
+                        log.exception("Re-reading the model config failed; keeping the previous config")
+                if polls and now - next_poll >= interval_seconds - 1e-3:
+                    next_poll = now
                     self.poll_once()
 
         self._thread = threading.Thread(target=run, name="model-version-poller", daemon=True)
@@ -310,14 +323,3 @@ class ModelRegistry:
                 )
                 for r in chosen
             ]
-
-    def wait_until_loaded(self, timeout: float) -> bool:
-        """True once no version is LOADING (used at start-up, like TF Serving's initial load)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                loading = any(r.state == LOADING for records in self._records.values() for r in records.values())
-            if not loading:
-                return True
-            time.sleep(0.05)
-        return False

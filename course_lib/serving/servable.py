@@ -24,9 +24,13 @@ log = logging.getLogger("course_lib.serving")
 DEFAULT_SIGNATURE = "serving_default"
 
 
-def dtype_name(dtype_enum: int) -> str:
-    """TF Serving's short dtype name, e.g. `float`, `int32`, `string` (DataTypeString)."""
-    return tf.dtypes.as_dtype(dtype_enum).name if dtype_enum else "invalid"
+def dtype_name(dtype) -> str:
+    """TF's DataTypeString, e.g. `float`, `double`, `int32`, `string` (what TF Serving's errors say)."""
+    try:
+        enum = tf.dtypes.as_dtype(dtype).as_datatype_enum
+    except TypeError:
+        return "invalid"
+    return types_pb2.DataType.Name(enum).removeprefix("DT_").lower()
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,10 @@ class LoadedModel:
 def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> None:
     """Reject inputs whose names, dtypes or shapes the signature cannot take, saying which and why."""
     sent, wanted = set(inputs), set(signature.inputs)
+    if len(sent) == len(wanted) and sent != wanted:
+        alias = sorted(sent - wanted)[0]
+        raise invalid_argument(f"input tensor alias not found in signature: {alias}. Inputs expected to be in "
+                               f"the set {{{','.join(sorted(wanted))}}}.")
     if sent != wanted:
         extra, missing = sorted(sent - wanted), sorted(wanted - sent)
         raise invalid_argument(
@@ -184,7 +192,7 @@ def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> None:
         else:
             dtype_ok = value.dtype == spec.numpy_dtype
         if not dtype_ok:
-            got = tf.dtypes.as_dtype(value.dtype).name if value.dtype != object else "string"
+            got = dtype_name(value.dtype) if value.dtype != object else "string"
             raise invalid_argument(
                 f"Input '{alias}' has dtype {got} but signature '{signature.name}' expects "
                 f"{dtype_name(spec.dtype)}"

@@ -1,0 +1,137 @@
+"""The gRPC API of TF Serving: PredictionService and ModelService, from tensorflow-serving-api's protos.
+
+Predict converts TensorProtos to numpy and back; everything else (resolving versions, checking
+inputs, running, metadata and status) is the InferenceService the REST API uses too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from course_lib.serving.config import validate_model_config
+from course_lib.serving.errors import ServingError, invalid_argument
+from course_lib.serving.service import InferenceService
+
+log = logging.getLogger("course_lib.serving")
+
+
+def tensor_proto_to_array(name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """A request TensorProto as numpy (strings become an object array of bytes)."""
+    try:
+        shape = [d.size for d in proto.tensor_shape.dim]
+        if proto.tensor_content and proto.dtype not in (types_pb2.DT_STRING, types_pb2.DT_INVALID):
+            dtype = np.dtype(tf.dtypes.as_dtype(proto.dtype).as_numpy_dtype)
+            return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
+        return tf.make_ndarray(proto)
+    except Exception as exc:  # malformed protos raise TypeError/ValueError from deep inside TF
+        raise invalid_argument(f"Input '{name}' is not a valid TensorProto: {exc}") from None
+
+
+def array_to_tensor_proto(value: np.ndarray) -> tensor_pb2.TensorProto:
+    """numpy as a TensorProto; numbers go in `tensor_content` (what tf.make_ndarray reads fastest)."""
+    if value.dtype.kind in "biuf" and value.dtype.isnative:
+        proto = tensor_pb2.TensorProto(dtype=tf.dtypes.as_dtype(value.dtype).as_datatype_enum,
+                                       tensor_content=np.ascontiguousarray(value).tobytes())
+        for size in value.shape:
+            proto.tensor_shape.dim.add(size=size)
+        return proto
+    return tf.make_tensor_proto(value)
+
+
+def _guard(context: grpc.ServicerContext, method: str, work):
+    """Run a handler; ServingErrors become gRPC statuses, anything else INTERNAL (server stays up)."""
+    try:
+        return work()
+    except ServingError as error:
+        context.abort(error.code, error.message)
+    except Exception as exc:
+        if context.code() is not None:  # already aborted
+            raise
+        log.exception("Unexpected error in gRPC %s", method)
+        context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}")
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """tensorflow.serving.PredictionService: Predict, Classify, Regress, GetModelMetadata.
+
+    Handlers run on gRPC's worker threads: Predict converts and infers right there (or waits for
+    the batcher), so a request costs no hop through the event loop. Classify and Regress run the
+    shared async code on the loop.
+    """
+
+    def __init__(self, service: InferenceService, loop: asyncio.AbstractEventLoop):
+        self.service = service
+        self.loop = loop
+
+    def _on_loop(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        model = self.service.resolve(request.model_spec)
+        signature = self.service.predict_signature(model, request.model_spec.signature_name, rest=False)
+        output_names = self.service.output_names(signature, list(request.output_filter))
+        inputs = {name: tensor_proto_to_array(name, proto) for name, proto in request.inputs.items()}
+        outputs = self.service.run_blocking(model, signature, inputs, output_names)
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = model.name
+        response.model_spec.version.value = model.version
+        response.model_spec.signature_name = signature.name
+        for name, value in outputs.items():
+            response.outputs[name].CopyFrom(array_to_tensor_proto(value))
+        return response
+
+    def Predict(self, request, context):  # noqa: N802 (gRPC method names)
+        return _guard(context, "Predict", lambda: self._predict(request))
+
+    def Classify(self, request, context):  # noqa: N802
+        return _guard(context, "Classify", lambda: self._on_loop(self.service.classify(request)))
+
+    def Regress(self, request, context):  # noqa: N802
+        return _guard(context, "Regress", lambda: self._on_loop(self.service.regress(request)))
+
+    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):  # noqa: N802
+        return _guard(context, "GetModelMetadata", lambda: self.service.metadata(request))
+
+    def MultiInference(self, request, context):  # noqa: N802
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not implemented by this server")
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    """tensorflow.serving.ModelService: GetModelStatus and HandleReloadConfigRequest."""
+
+    def __init__(self, service: InferenceService):
+        self.service = service
+
+    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest, context):  # noqa: N802
+        return _guard(context, "GetModelStatus", lambda: self.service.status(request))
+
+    def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context):  # noqa: N802
+        def work():
+            try:
+                validate_model_config(request.config, "ReloadConfigRequest")
+            except ValueError as exc:
+                raise invalid_argument(str(exc)) from None
+            self.service.registry.update_config(request.config)
+            self.service.registry.poll_once()
+            return model_management_pb2.ReloadConfigResponse()
+
+        return _guard(context, "HandleReloadConfigRequest", work)
+
+
+def add_services(server: grpc.Server, service: InferenceService, loop: asyncio.AbstractEventLoop) -> None:
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(service, loop), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service), server)

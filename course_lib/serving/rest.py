@@ -1,0 +1,217 @@
+"""The REST API of TF Serving (`api_rest.md`) on aiohttp.
+
+Same paths (matched with TF Serving's own regular expressions), same JSON bodies, same error body
+`{"error": "..."}` and the same HTTP status for each canonical error code. Every failure becomes
+such an answer; nothing a client sends can stop the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from urllib.parse import unquote
+
+import grpc
+from aiohttp import web
+from google.protobuf import json_format
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    regression_pb2,
+)
+
+from course_lib.serving import tensors
+from course_lib.serving.errors import ServingError, invalid_argument
+from course_lib.serving.service import SIGNATURE_DEF_FIELD, InferenceService, rest_model_spec
+
+log = logging.getLogger("course_lib.serving")
+
+# The regular expressions of TF Serving's http_rest_api_util.cc (RE2 (?i) = case-insensitive).
+API_PATH = re.compile(r"/v1/.*", re.IGNORECASE)
+PREDICTION_PATH = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
+    re.IGNORECASE,
+)
+STATUS_PATH = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
+    re.IGNORECASE,
+)
+INT64_MAX = 2**63 - 1
+JSON_TYPE = "application/json"
+
+
+def _json_response(text: str, status: int = 200, headers: dict | None = None) -> web.Response:
+    return web.Response(body=text.encode("utf-8"), status=status, content_type=JSON_TYPE, headers=headers)
+
+
+def _error_response(error: ServingError, headers: dict | None = None) -> web.Response:
+    return _json_response(tensors.error_json(error.message), error.http_status, headers)
+
+
+def parse_model_path(method: str, path: str):
+    """(name, version, label, verb, subresource) of a /v1/models path, or None (ParseModelInfo)."""
+    if method == "POST":
+        match = PREDICTION_PATH.fullmatch(path)
+        if not match:
+            return None
+        name, version_text, label, verb = match.groups()
+        subresource = None
+    elif method == "GET":
+        match = STATUS_PATH.fullmatch(path)
+        if not match:
+            return None
+        name, version_text, label, subresource = match.groups()
+        verb = None
+    else:
+        return None
+    name = unquote(name) if name else ""
+    label = unquote(label) if label else None
+    version = None
+    if version_text:
+        version = int(version_text)
+        if version > INT64_MAX:
+            raise invalid_argument(f"Failed to convert version: {version_text} to numeric.")
+    return name, version, label, verb, subresource
+
+
+def status_json(response: get_model_status_pb2.GetModelStatusResponse) -> str:
+    return json_format.MessageToJson(response, always_print_fields_with_no_presence=True)
+
+
+def metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse) -> str:
+    """The metadata JSON exactly as TF Serving assembles it (model_spec + unpacked signature_def)."""
+    spec = json_format.MessageToJson(response.model_spec, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+    signature_defs = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata[SIGNATURE_DEF_FIELD].Unpack(signature_defs)
+    defs = json_format.MessageToJson(signature_defs, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+    return '{\n"model_spec":' + spec + ',\n"metadata": {"signature_def": ' + defs + "}\n}\n"
+
+
+class RestApi:
+    """aiohttp handlers for /v1/models/... backed by an InferenceService."""
+
+    def __init__(self, service: InferenceService, *, timeout_ms: int = 30000, max_body_bytes: int,
+                 enable_cors: bool = False):
+        self.service = service
+        self.timeout = timeout_ms / 1000 if timeout_ms > 0 else None
+        self.max_body_bytes = max_body_bytes
+        self.cors_headers = ({"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, GET",
+                              "Access-Control-Allow-Headers": "Content-Type"} if enable_cors else None)
+
+    def make_app(self) -> web.Application:
+        # aiohttp's own limit is set above ours so that our handler, not aiohttp, words the error
+        app = web.Application(client_max_size=self.max_body_bytes + 1)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        path = request.raw_path.split("?", 1)[0]
+        if not API_PATH.fullmatch(path):
+            return _json_response(tensors.error_json(f"Not found: {request.method} {path}. The API lives "
+                                                     "under /v1/models/..."), 404)
+        try:
+            if request.method == "OPTIONS":
+                return self._preflight(request)
+            body = await self._read_body(request)
+            work = self._dispatch(request.method, path, body)
+            text = await (asyncio.wait_for(work, self.timeout) if self.timeout else work)
+            return _json_response(text, 200, self.cors_headers)
+        except ServingError as error:
+            if error.http_status >= 500:
+                log.warning("REST %s %s failed: %s", request.method, path, error)
+            return _error_response(error, self.cors_headers)
+        except TimeoutError:
+            error = ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                 f"Request exceeded the --rest_api_timeout_in_ms deadline of "
+                                 f"{int(self.timeout * 1000)} ms")
+            return _error_response(error, self.cors_headers)
+        except Exception as exc:  # last line of defence: answer 500 and keep serving
+            log.exception("Unexpected error on REST %s %s", request.method, path)
+            error = ServingError(grpc.StatusCode.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}")
+            return _error_response(error, self.cors_headers)
+
+    def _preflight(self, request: web.Request) -> web.Response:
+        origin = request.headers.get("Origin", "")
+        if not re.search(r"https?://", origin):
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, "Origin header is missing in CORS preflight")
+        return web.Response(status=200, headers=self.cors_headers)
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = self.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise _too_large(request.content_length, limit)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _too_large(None, limit) from None
+        if len(body) > limit:
+            raise _too_large(len(body), limit)
+        return body
+
+    async def _dispatch(self, method: str, path: str, body: bytes) -> str:
+        parsed = parse_model_path(method, path)
+        if parsed is None:
+            raise invalid_argument(f"Malformed request: {method} {path}")
+        name, version, label, verb, subresource = parsed
+        if method == "POST":
+            if verb == "predict":
+                return await self._predict(name, version, label, body)
+            if verb == "classify":
+                return await self._classify(name, version, label, body)
+            if verb == "regress":
+                return await self._regress(name, version, label, body)
+            raise invalid_argument(f"Malformed request: {method} {path}")
+        if not name:
+            raise invalid_argument("Missing model name in request.")
+        spec = rest_model_spec(name, version, label)
+        if subresource == "metadata":
+            request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=[SIGNATURE_DEF_FIELD])
+            request.model_spec.CopyFrom(spec)
+            return metadata_json(self.service.metadata(request))
+        if subresource is not None:
+            raise invalid_argument(f"Malformed request: {method} {path}")
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.CopyFrom(spec)
+        return status_json(self.service.status(request))
+
+    async def _predict(self, name: str, version: int | None, label: str | None, body: bytes) -> str:
+        spec = rest_model_spec(name, version, label)
+        doc = tensors.parse_json_object(body)
+        signature_name = tensors.signature_name_from_json(doc)
+        model = self.service.resolve(spec)
+        signature = self.service.predict_signature(model, signature_name, rest=True)
+        has_literals = b"true" in body or b"false" in body
+        inputs, request_format = tensors.predict_inputs_from_json(doc, signature.inputs,
+                                                                  body_has_literals=has_literals)
+        outputs = await self.service.run(model, signature, inputs, tuple(signature.outputs))
+        return tensors.predict_response_json(outputs, request_format)
+
+    async def _classify(self, name: str, version: int | None, label: str | None, body: bytes) -> str:
+        request = classification_pb2.ClassificationRequest()
+        doc = tensors.parse_json_object(body)
+        request.model_spec.CopyFrom(rest_model_spec(name, version, label, tensors.signature_name_from_json(doc)))
+        tensors.fill_input_from_json(doc, request.input)
+        response = await self.service.classify(request)
+        return tensors.classification_result_json(response.result)
+
+    async def _regress(self, name: str, version: int | None, label: str | None, body: bytes) -> str:
+        request = regression_pb2.RegressionRequest()
+        doc = tensors.parse_json_object(body)
+        request.model_spec.CopyFrom(rest_model_spec(name, version, label, tensors.signature_name_from_json(doc)))
+        tensors.fill_input_from_json(doc, request.input)
+        response = await self.service.regress(request)
+        return tensors.regression_result_json(response.result)
+
+
+def _too_large(size: int | None, limit: int) -> ServingError:
+    got = f"{size} bytes" if size is not None else "more"
+    return ServingError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"Request body is too large: {got}, the limit is {limit} bytes (--max_request_bytes). "
+        "Send fewer instances per request, or use gRPC with binary tensors for large inputs.",
+        http_status=413,
+    )

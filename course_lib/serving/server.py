@@ -1,0 +1,144 @@
+"""Start the model server: load the models, open the REST and gRPC ports, poll, shut down cleanly.
+
+Like `tensorflow_model_server`, the first load finishes before the ports open, so a client that
+can connect finds the models loaded; then a background thread keeps polling the base paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+
+from course_lib.errors import CourseError
+from course_lib.serving import config as config_module
+from course_lib.serving.config import ServerOptions
+from course_lib.serving.grpc_service import add_services
+from course_lib.serving.registry import ModelRegistry
+from course_lib.serving.rest import RestApi
+from course_lib.serving.service import InferenceService
+
+log = logging.getLogger("course_lib.serving")
+
+
+def configure_tensorflow_threads(options: ServerOptions) -> None:
+    import tensorflow as tf
+
+    if options.intra_op_threads > 0:
+        tf.config.threading.set_intra_op_parallelism_threads(options.intra_op_threads)
+    if options.inter_op_threads > 0:
+        tf.config.threading.set_inter_op_parallelism_threads(options.inter_op_threads)
+
+
+class ConfigFileWatcher:
+    """Re-reads --model_config_file and hands a changed model list to the registry."""
+
+    def __init__(self, path: str, registry: ModelRegistry):
+        self.path = path
+        self.registry = registry
+        self._last_text = Path(path).read_text()
+
+    def __call__(self) -> None:
+        text = Path(self.path).read_text()
+        if text == self._last_text:
+            return
+        new_config = config_module.load_model_config_file(self.path)
+        self._last_text = text
+        log.info("Model config file %s changed: applying %d model(s)", self.path,
+                 len(new_config.model_config_list.config))
+        self.registry.update_config(new_config)
+        self.registry.poll_once()
+
+
+async def _start_rest(options: ServerOptions, service: InferenceService) -> web.AppRunner:
+    api = RestApi(service, timeout_ms=options.rest_api_timeout_in_ms, max_body_bytes=options.max_request_bytes,
+                  enable_cors=options.enable_cors)
+    runner = web.AppRunner(api.make_app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, options.host, options.rest_api_port, backlog=1024)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise CourseError(f"Cannot open the REST port {options.host}:{options.rest_api_port}: {exc.strerror}. "
+                          "Is another server running? Pick another --rest_api_port.") from None
+    log.info("Exporting HTTP/REST API at:%s:%d ...", options.host, options.rest_api_port)
+    return runner
+
+
+def _start_grpc(options: ServerOptions, service: InferenceService, loop: asyncio.AbstractEventLoop) -> grpc.Server:
+    """gRPC on its own worker threads (grpc_max_threads of them), next to the event loop."""
+    limit = options.max_request_bytes
+    server = grpc.server(
+        ThreadPoolExecutor(options.grpc_max_threads, thread_name_prefix="grpc"),
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", max(limit, 64 * 1024 * 1024)),
+            ("grpc.so_reuseport", 0),
+        ],
+        maximum_concurrent_rpcs=options.grpc_max_threads * 4,
+    )
+    add_services(server, service, loop)
+    address = f"{options.host}:{options.grpc_port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        raise CourseError(f"Cannot open the gRPC port {address}. Is another server running? Pick another --port.")
+    server.start()
+    log.info("Running gRPC ModelServer at %s ...", address)
+    return server
+
+
+async def run_server(options: ServerOptions, *, ready: asyncio.Event | None = None,
+                     stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or `stop` is set)."""
+    configure_tensorflow_threads(options)
+    for name, value in options.ignored_flags.items():
+        log.info("Flag --%s=%s is accepted for compatibility with tensorflow_model_server and ignored",
+                 name, value)
+    registry = ModelRegistry(options.model_config, options.saved_model_tags)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, registry.poll_once)
+    threads = options.batching.num_batch_threads if options.batching else min(4, (os.cpu_count() or 1) + 1)
+    service = InferenceService(registry, options.batching, num_threads=threads)
+    if options.batching:
+        log.info("Batching enabled: max_batch_size=%d batch_timeout_micros=%d num_batch_threads=%d",
+                 options.batching.max_batch_size, options.batching.batch_timeout_micros,
+                 options.batching.num_batch_threads)
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
+            pass
+    rest_runner = grpc_server = None
+    try:
+        if options.grpc_port:
+            grpc_server = _start_grpc(options, service, loop)
+        if options.rest_api_port:
+            rest_runner = await _start_rest(options, service)
+        watcher = (ConfigFileWatcher(options.model_config_file, registry)
+                   if options.model_config_file and options.model_config_file_poll_wait_seconds > 0 else None)
+        registry.start_polling(options.file_system_poll_wait_seconds,
+                               options.model_config_file_poll_wait_seconds, watcher)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("Shutting down")
+    finally:
+        registry.stop()
+        if grpc_server is not None:
+            await loop.run_in_executor(None, lambda: grpc_server.stop(grace=1.0).wait())
+        if rest_runner is not None:
+            await rest_runner.cleanup()
+        if service.batcher is not None:
+            log.info("Batching: %s", service.batcher.stats.summary())
+        service.close()

@@ -161,8 +161,10 @@ def _quiet() -> Iterator[io.StringIO]:
     The captured text is yielded so that errors can quote it.
     """
     captured = io.StringIO()
-    absl_logger = logging.getLogger("absl")
-    old_level = absl_logger.level
+    # TensorFlow's Python logger holds its own handle on the original stream ("INFO:tensorflow:Assets
+    # written to ..."), so redirecting sys.stdout is not enough: raise its level too.
+    loggers = [logging.getLogger("absl"), logging.getLogger("tensorflow")]
+    old_levels = [logger.level for logger in loggers]
     sys.stdout.flush()
     sys.stderr.flush()
     saved_fds = []
@@ -174,13 +176,15 @@ def _quiet() -> Iterator[io.StringIO]:
                     os.dup2(sink.fileno(), fd)
                 except OSError:
                     pass
-            absl_logger.setLevel(logging.ERROR)
+            for logger in loggers:
+                logger.setLevel(logging.ERROR)
             with warnings.catch_warnings(), contextlib.redirect_stdout(captured), \
                     contextlib.redirect_stderr(captured):
                 warnings.simplefilter("ignore")
                 yield captured
         finally:
-            absl_logger.setLevel(old_level)
+            for logger, level in zip(loggers, old_levels, strict=True):
+                logger.setLevel(level)
             for fd, saved in saved_fds:
                 os.dup2(saved, fd)
                 os.close(saved)

@@ -57,7 +57,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m course_lib.dev.notebooks check
 	tmp=$$(mktemp -d /tmp/course-tests-XXXXXX) && \
-	$(VENV)/bin/pytest -n $(WORKERS) --dist loadgroup --basetemp=$$tmp/unit --durations=15 tests && \
+	$(VENV)/bin/pytest -n $(WORKERS) --dist loadscope --basetemp=$$tmp/unit --durations=15 tests && \
 	$(VENV)/bin/pytest -n $(WORKERS) --dist loadscope -p no:cacheprovider --basetemp=$$tmp/nbval --nbval-lax \
 	    --nbval-kernel-name $(KERNEL) solutions && rm -rf $$tmp
 

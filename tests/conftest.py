@@ -2,22 +2,25 @@
 
 import os
 
-import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
-def pytest_collection_modifyitems(items):
-    """Group tests so module-scoped fixtures (a server, a graded course) are built once.
-
-    With `--dist loadgroup`, each group runs on one worker: one group per test module, except the
-    notebook round trips, which get one group per notebook so that notebooks grade in parallel.
+class CourseScheduling(LoadScopeScheduling):
+    """Send each test module to one worker, so module-scoped fixtures (a server, a graded course)
+    are built once; but spread the notebook round trips one notebook per scope, so notebooks grade
+    in parallel. (xdist's `loadgroup` marks are ignored with pytest 9: it rewrites a nodeid that
+    pytest no longer reads, so we choose scopes here instead.)
     """
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        if module == "test_notebooks" and hasattr(item, "callspec"):
-            group = f"notebook-{item.callspec.id}"
-        else:
-            group = module
-        item.add_marker(pytest.mark.xdist_group(group))
+
+    def _split_scope(self, nodeid: str) -> str:
+        path, _, rest = nodeid.partition("::")
+        if path.endswith("test_notebooks.py") and rest.endswith("]"):
+            return f"notebook-{rest.rsplit('[', 1)[1][:-1]}"
+        return path
+
+
+def pytest_xdist_make_scheduler(config, log):
+    return CourseScheduling(config, log)

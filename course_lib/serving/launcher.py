@@ -179,6 +179,9 @@ def serve(
     log_path = Path(log_path)
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # On a GPU the notebook's kernel and the server share the card: without growth, whichever
+    # process starts TensorFlow first takes nearly all of its memory.
+    env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=env)

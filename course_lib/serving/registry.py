@@ -272,6 +272,13 @@ class ModelRegistry:
 
     # ----- lookups for requests -----------------------------------------------------------------
 
+    def _version_for_label(self, name: str, label: str) -> int:
+        """The version a label points at; the caller holds the lock."""
+        labels = self._labels.get(name, {})
+        if label not in labels:
+            raise invalid_argument(f"Unrecognized servable version label: {label}")
+        return labels[label]
+
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> LoadedModel:
         """The loaded version a request asks for: latest available, a number, or a label."""
         if version is not None and label is not None:
@@ -280,10 +287,7 @@ class ModelRegistry:
             )
         with self._lock:
             if label is not None:
-                labels = self._labels.get(name, {})
-                if label not in labels:
-                    raise invalid_argument(f"Unrecognized servable version label: {label}")
-                version = labels[label]
+                version = self._version_for_label(name, label)
             records = self._records.get(name, {})
             if version is None:
                 available = [r for r in records.values() if r.state == AVAILABLE and r.model is not None]
@@ -300,10 +304,7 @@ class ModelRegistry:
         """Status of one or all versions of a model, newest first (GetModelStatus)."""
         with self._lock:
             if label is not None:
-                labels = self._labels.get(name, {})
-                if label not in labels:
-                    raise invalid_argument(f"Unrecognized servable version label: {label}")
-                version = labels[label]
+                version = self._version_for_label(name, label)
             records = self._records.get(name, {})
             if version is not None:
                 record = records.get(version)

@@ -96,19 +96,14 @@ def collect(course: CourseDirectory, assignment: str, source: Path) -> list[str]
     if nested:
         for notebook in nested:
             course.submit(notebook.parent.name, assignment, notebook)
-        return _submitted_students(course, assignment)
+        return course.submitted_students(assignment)
     archive = course.root / "downloaded" / assignment / "archive"
     archive.mkdir(parents=True, exist_ok=True)
     files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.is_file())
     for file in files:
         shutil.copy(file, archive / file.name)
     course.run("zip_collect", assignment, "--force")
-    return _submitted_students(course, assignment)
-
-
-def _submitted_students(course: CourseDirectory, assignment: str) -> list[str]:
-    submitted = course.root / "submitted"
-    return sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
+    return course.submitted_students(assignment)
 
 
 def _reason_from_outputs(notebook: Path) -> str:
@@ -158,8 +153,7 @@ def grade(course: CourseDirectory, assignment: str, force: bool = False) -> list
     """Grade every submission, saving the report after each student so an interruption loses nothing."""
     path = report_path(course, assignment)
     previous = {o["student"]: StudentOutcome(**o) for o in json.loads(path.read_text())} if path.exists() else {}
-    submitted = course.root / "submitted"
-    students = sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir()) if submitted.exists() else []
+    students = course.submitted_students(assignment)
     outcomes: dict[str, StudentOutcome] = {}
     for student in students:
         earlier = previous.get(student)

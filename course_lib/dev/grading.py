@@ -116,15 +116,20 @@ class CourseDirectory:
         result = nbgrader(["autograde", assignment, "--force"], self.root)
         return result.stderr
 
+    def submitted_students(self, assignment: str) -> list[str]:
+        """Students with a submission of `assignment` under submitted/, sorted."""
+        submitted = self.root / "submitted"
+        if not submitted.exists():
+            return []
+        return sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
+
     def results(self, assignment: str) -> dict[str, GradeResult]:
         """Scores per student from the gradebook; submissions nbgrader could not grade are marked."""
         from nbgrader.api import Gradebook, MissingEntry
 
         results: dict[str, GradeResult] = {}
-        submitted = self.root / "submitted"
-        students = sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
         with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}") as gradebook:
-            for student in students:
+            for student in self.submitted_students(assignment):
                 try:
                     notebook = gradebook.find_submission_notebook(assignment, assignment, student)
                 except MissingEntry:

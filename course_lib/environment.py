@@ -14,8 +14,10 @@ import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -137,35 +139,100 @@ def read_cpu_features(cpuinfo: str | None = None) -> tuple[str, dict[str, bool]]
     return model, {name: name in flags for name in CPU_FEATURES}
 
 
-def read_cgroup_limits(root: Path = Path("/sys/fs/cgroup")) -> tuple[float | None, int | None]:
-    """CPU quota (cores) and memory limit (bytes) of this container, None where unlimited.
+def read_cgroup_limits(
+    root: Path = Path("/sys/fs/cgroup"), membership: str | None = None
+) -> tuple[float | None, int | None]:
+    """CPU quota (cores) and memory limit (bytes) of this process's cgroup, None where unlimited.
 
     Binder gives about 1 CPU and 2 GB, but TF sees the host's cores and memory; batch sizes and
-    thread counts must come from these limits instead. Reads cgroup v2, then v1.
+    thread counts must come from these limits instead. A container usually sees its own cgroup at
+    `root`; a process in a nested cgroup (systemd slice, a grader's sandbox) finds its own in
+    `membership` (the text of /proc/self/cgroup). Each level from there up to `root` may set a
+    limit and the tightest one wins. Reads cgroup v2, then v1.
     """
-    cpus: float | None = None
-    memory: int | None = None
-    try:
-        quota, period = (root / "cpu.max").read_text().split()
-        if quota != "max":
-            cpus = int(quota) / int(period)
-    except (OSError, ValueError):
-        try:
-            quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-            period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
-            if quota_us > 0:
-                cpus = quota_us / period_us
-        except (OSError, ValueError):
-            pass
-    for candidate in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):
-        try:
-            text = candidate.read_text().strip()
-        except OSError:
-            continue
-        if text != "max" and int(text) < 2**60:  # v1 reports "unlimited" as a huge number
-            memory = int(text)
-        break
+    paths = cgroup_paths(_read_text(Path("/proc/self/cgroup")) if membership is None else membership)
+    cpus = _tightest(_v2_cpus(level) for level in _levels(root, paths.get("", "/")))
+    if cpus is None:
+        cpu_dir = next((root / name for name in ("cpu", "cpu,cpuacct") if (root / name).is_dir()), root / "cpu")
+        cpu_path = paths.get("cpu", paths.get("cpu,cpuacct", "/"))
+        cpus = _tightest(_v1_cpus(level) for level in _levels(cpu_dir, cpu_path))
+    memory = _tightest(_memory_limit(level / "memory.max") for level in _levels(root, paths.get("", "/")))
+    if memory is None:
+        memory = _tightest(
+            _memory_limit(level / "memory.limit_in_bytes")
+            for level in _levels(root / "memory", paths.get("memory", "/"))
+        )
     return cpus, memory
+
+
+def memory_left_bytes() -> int:
+    """Bytes this process may still allocate before the container (or the host) runs out.
+
+    The container's limit minus this process's resident memory (on Binder the kernel is nearly all
+    of the container), and never more than the host has available.
+    """
+    _, cgroup_memory = read_cgroup_limits()
+    left = psutil.virtual_memory().available
+    if cgroup_memory is not None:
+        left = min(left, cgroup_memory - psutil.Process().memory_info().rss)
+    return max(0, left)
+
+
+def cgroup_paths(proc_self_cgroup: str) -> dict[str, str]:
+    """Controller name -> this process's cgroup path, from /proc/self/cgroup ("" is cgroup v2)."""
+    paths: dict[str, str] = {}
+    for line in proc_self_cgroup.splitlines():
+        parts = line.strip().split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        paths[controllers] = path
+        for controller in controllers.split(","):
+            paths.setdefault(controller, path)
+    return paths
+
+
+def _levels(base: Path, path: str) -> list[Path]:
+    """base/path and each of its parents up to base, those that exist (the innermost first)."""
+    parts = [part for part in path.strip("/").split("/") if part and part != ".."]
+    candidates = [base.joinpath(*parts[:depth]) for depth in range(len(parts), -1, -1)]
+    return [candidate for candidate in candidates if candidate.is_dir()]
+
+
+def _tightest(values: Iterable[float | int | None]) -> Any:
+    limits = [value for value in values if value is not None]
+    return min(limits) if limits else None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _v2_cpus(level: Path) -> float | None:
+    try:
+        quota, period = _read_text(level / "cpu.max").split()
+        return None if quota == "max" else int(quota) / int(period)
+    except ValueError:
+        return None
+
+
+def _v1_cpus(level: Path) -> float | None:
+    try:
+        quota_us = int(_read_text(level / "cpu.cfs_quota_us"))
+        period_us = int(_read_text(level / "cpu.cfs_period_us"))
+    except ValueError:
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+def _memory_limit(file: Path) -> int | None:
+    text = _read_text(file).strip()
+    if not text.isdigit() or int(text) >= 2**60:  # "max" in v2; v1 reports "unlimited" as a huge number
+        return None
+    return int(text)
 
 
 def find_missing_cuda_libraries() -> list[str]:

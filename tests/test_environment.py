@@ -67,6 +67,47 @@ def test_missing_cgroup_files_mean_no_limits(tmp_path):
     assert environment.read_cgroup_limits(tmp_path) == (None, None)
 
 
+V1_MEMBERSHIP = "4:memory:/process_api/job7\n2:cpu,cpuacct:/grading/student3\n0::/\n"
+
+
+def test_v1_limits_of_a_nested_cgroup_come_from_the_process_own_folder(tmp_path):
+    """Outside a container namespace the root files hold the host's (no) limits; ours are deeper."""
+    cpu = tmp_path / "cpu,cpuacct"
+    (cpu / "grading" / "student3").mkdir(parents=True)
+    (cpu / "cpu.cfs_quota_us").write_text("-1\n")
+    (cpu / "cpu.cfs_period_us").write_text("100000\n")
+    (cpu / "grading" / "student3" / "cpu.cfs_quota_us").write_text("50000\n")
+    (cpu / "grading" / "student3" / "cpu.cfs_period_us").write_text("100000\n")
+    memory = tmp_path / "memory"
+    (memory / "process_api" / "job7").mkdir(parents=True)
+    (memory / "memory.limit_in_bytes").write_text(str(2**63 - 4096))
+    (memory / "process_api" / "job7" / "memory.limit_in_bytes").write_text(f"{2 * 2**30}\n")
+    assert environment.read_cgroup_limits(tmp_path, V1_MEMBERSHIP) == (0.5, 2 * 2**30)
+
+
+def test_the_tightest_limit_on_the_way_to_the_root_wins(tmp_path):
+    """A parent's limit binds its children even when the child's own file says "max"."""
+    (tmp_path / "user.slice" / "lab").mkdir(parents=True)
+    (tmp_path / "user.slice" / "cpu.max").write_text("100000 100000\n")
+    (tmp_path / "user.slice" / "memory.max").write_text(f"{3 * 2**30}\n")
+    (tmp_path / "user.slice" / "lab" / "cpu.max").write_text("max 100000\n")
+    (tmp_path / "user.slice" / "lab" / "memory.max").write_text(f"{4 * 2**30}\n")
+    assert environment.read_cgroup_limits(tmp_path, "0::/user.slice/lab\n") == (1.0, 3 * 2**30)
+
+
+def test_a_container_that_sees_its_cgroup_at_the_root_reads_the_root(tmp_path):
+    """Without a cgroup namespace /proc/self/cgroup names a path the container cannot see."""
+    (tmp_path / "memory.max").write_text(f"{2 * 2**30}\n")
+    assert environment.read_cgroup_limits(tmp_path, "0::/kubepods/pod42/abc\n") == (None, 2 * 2**30)
+
+
+def test_cgroup_membership_lines_are_parsed_per_controller():
+    paths = environment.cgroup_paths(V1_MEMBERSHIP + "garbage\n")
+    assert paths["memory"] == "/process_api/job7"
+    assert paths["cpu"] == paths["cpuacct"] == paths["cpu,cpuacct"] == "/grading/student3"
+    assert paths[""] == "/"
+
+
 def test_usable_resources_follow_the_container_limits():
     report = make_report(cgroup_cpus=1.0, cgroup_memory_bytes=2 * 2**30)
     assert report.usable_cpus == 1.0

@@ -393,6 +393,46 @@ def estimate_memory(
     )
 
 
+def fit_batch_sizes(
+    model: Any,
+    batch_sizes: Sequence[int],
+    input_shape: Sequence[int] | None = None,
+    available_bytes: int | None = None,
+    headroom: float = DEFAULT_HEADROOM,
+) -> tuple[int, ...]:
+    """The batch sizes whose inference fits the memory left, smallest first; the others are dropped, loudly.
+
+    On Binder (about 2 GB) a batch sized for the host gets the kernel OOM-killed ("the kernel
+    died") and the run is lost. Each size's estimate (weights + peak live activations, x headroom)
+    is checked against `available_bytes`, by default what the container's cgroup leaves this
+    process (`environment.memory_left_bytes`). The smallest size is always kept, with a warning
+    when even it does not fit.
+    """
+    from course_lib.environment import memory_left_bytes
+
+    sizes = sorted({int(size) for size in batch_sizes})
+    if not sizes:
+        raise CourseError("batch_sizes is empty: give at least one batch size, e.g. (1, 8, 32)")
+    for size in batch_sizes:
+        _check_batch_size(size)
+    available = memory_left_bytes() if available_bytes is None else int(available_bytes)
+    needed = {size: math.ceil(estimate_memory(model, size, input_shape, headroom=headroom).inference_bytes
+                              * headroom) for size in sizes}
+    kept = tuple(size for size in sizes if needed[size] <= available) or (sizes[0],)
+    dropped = [size for size in sizes if size not in kept]
+    left = f"{available / MIB:,.0f} MiB left"
+    if dropped:
+        print(f"WARNING: batch sizes {dropped} left out: {model.name} would need "
+              f"{', '.join(f'{needed[s] / MIB:,.1f}' for s in dropped)} MiB, {left}. "
+              "Run on a machine with more memory (or a GPU) to measure them.")
+    if needed[kept[0]] > available:
+        print(f"WARNING: even batch {kept[0]} needs {needed[kept[0]] / MIB:,.1f} MiB, {left}: "
+              "the kernel may be killed. Restart the kernel to free memory, or use a smaller model.")
+    elif not dropped:
+        print(f"batch sizes {list(kept)} fit: {model.name} needs at most {needed[kept[-1]] / MIB:,.1f} MiB, {left}")
+    return kept
+
+
 def lecture_rule(model: Any, batch_size: int, input_shape: Sequence[int]) -> dict[str, float]:
     """The lecture's estimate, exactly: float32 params, activations = 2.5 x model, + input, x1.5.
 

@@ -253,3 +253,44 @@ def test_main_prints_estimates_and_the_lecture_rule(capsys):
     out = capsys.readouterr().out
     assert "lecture total MiB" in out and "measured fn MiB" in out
     assert "tiny_cnn at batch size 4" in out
+
+
+def mlp_inference_bytes(batch_size: int) -> int:
+    """mlp() by hand: 25,450 float32 weights, then input and first Dense output alive at once."""
+    return math.ceil((25_450 * F32 + batch_size * (784 + 32) * F32) * memory.DEFAULT_HEADROOM)
+
+
+def test_batch_sizes_that_do_not_fit_are_left_out_with_a_warning(capsys):
+    available = mlp_inference_bytes(100)  # batch 100 fits exactly; 1000 does not
+    assert memory.fit_batch_sizes(mlp(), (1000, 1, 100, 1), (784,), available_bytes=available) == (1, 100)
+    out = capsys.readouterr().out
+    assert "WARNING: batch sizes [1000] left out" in out
+    assert f"{mlp_inference_bytes(1000) / memory.MIB:,.1f} MiB" in out
+
+
+def test_batch_sizes_that_all_fit_are_kept_and_reported(capsys):
+    assert memory.fit_batch_sizes(mlp(), (1, 8), available_bytes=memory.GIB) == (1, 8)
+    assert "batch sizes [1, 8] fit: mlp needs at most" in capsys.readouterr().out
+
+
+def test_the_smallest_batch_is_kept_even_when_nothing_fits(capsys):
+    assert memory.fit_batch_sizes(mlp(), (4, 2), available_bytes=1000) == (2,)
+    out = capsys.readouterr().out
+    assert "left out" in out and "even batch 2 needs" in out and "kernel may be killed" in out
+
+
+def test_fit_batch_sizes_rejects_bad_input():
+    with pytest.raises(CourseError, match="batch_sizes is empty"):
+        memory.fit_batch_sizes(mlp(), (), available_bytes=memory.GIB)
+    with pytest.raises(CourseError, match="positive integer"):
+        memory.fit_batch_sizes(mlp(), (1, 0), available_bytes=memory.GIB)
+
+
+def test_fit_batch_sizes_defaults_to_the_memory_this_process_has_left(monkeypatch, capsys):
+    from course_lib import environment
+
+    left = environment.memory_left_bytes()
+    assert 0 < left <= environment.psutil.virtual_memory().total
+    monkeypatch.setattr(environment, "memory_left_bytes", lambda: mlp_inference_bytes(8))
+    assert memory.fit_batch_sizes(mlp(), (8, 9), (784,)) == (8,)
+    assert f"{mlp_inference_bytes(8) / memory.MIB:,.0f} MiB left" in capsys.readouterr().out

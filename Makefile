@@ -18,7 +18,7 @@ SOURCES    ?= $(CURDIR)/solutions
 CLASSROOM   = $(PY) -m course_lib.dev.classroom --course $(COURSE_DIR) --sources $(SOURCES)
 
 .PHONY: help venv kernel notebooks lab test lint strip refresh lock doctor clean \
-        course release grade feedback grades formgrader progress gpu-report
+        course release grade feedback grades formgrader progress gpu-report binder-check
 
 # GPU CI and lab VMs: every notebook with QUICK=False plus the measured report (DRY_RUN=1: CPU sizes).
 REPORT_DIR ?= results/$(shell date -u +%Y%m%d-%H%M)
@@ -30,6 +30,7 @@ help:
 	@echo "make progress   students: your visible-test points per exercise"
 	@echo "make course | release | grade ASSIGNMENT=.. [SUBMISSIONS=..] | feedback ASSIGNMENT=.. | grades | formgrader"
 	@echo "make gpu-report [DRY_RUN=1] [REPORT_DIR=results/...]   measured performance report"
+	@echo "make binder-check [NOTEBOOKS=..] [OUT=..]   every notebook under Binder's 2 GB / 1 CPU (root: a cgroup)"
 	@echo "make lint | strip | refresh NB=... | doctor | lock | clean"
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
@@ -103,6 +104,11 @@ formgrader: course
 
 gpu-report: $(STAMP)
 	$(PY) -m course_lib.dev.gpu_report --out $(REPORT_DIR) $(if $(DRY_RUN),--dry-run,)
+
+# Binder's limits for real: each notebook in a cgroup of 2 GiB and 1 CPU (needs root; IN_PLACE=1
+# inside a container that has the limits already, e.g. Binder itself).
+binder-check: $(STAMP)
+	$(PY) -m course_lib.dev.binder_check $(NOTEBOOKS) $(if $(OUT),--out $(OUT),) $(if $(IN_PLACE),--in-place,)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,203 @@
+"""A real cgroup with a memory and CPU limit, for running commands as if in a small container.
+
+Binder gives about 2 GB and 1 CPU, enforced by the container's cgroup: past the memory limit the
+kernel's OOM killer ends the notebook's kernel ("the kernel died"). Peak RSS measured on a big
+machine is only a hint; running inside a cgroup with the same limits is the check. This needs root
+and a writable cgroup file system (v1, or v2 with the memory and cpu controllers delegated), as on
+CI and lab VMs; elsewhere `Sandbox.create` says what to do instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from course_lib.environment import cgroup_paths
+from course_lib.errors import CourseError
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@dataclass
+class Usage:
+    """What the cgroup saw while a command ran: peak memory (page cache included) and OOM kills."""
+
+    peak_bytes: int | None
+    oom_kills: int
+
+
+@dataclass
+class Sandbox:
+    """The cgroup folders created for one run (one for v2; memory and cpu folders for v1)."""
+
+    version: int
+    memory_dir: Path
+    cpu_dir: Path
+    owned: bool = True  # False for the cgroup this process already runs in: never removed
+
+    @classmethod
+    def current(cls, root: Path = CGROUP_ROOT, membership: str | None = None) -> Sandbox:
+        """The cgroup this process runs in (Binder's container, a `docker run --memory` one)."""
+        paths = cgroup_paths(Path("/proc/self/cgroup").read_text() if membership is None else membership)
+        if (root / "cgroup.controllers").exists():
+            folder = _deepest_existing(root, paths.get("", "/"))
+            return cls(2, folder, folder, owned=False)
+        cpu_hierarchy = next((root / h for h in ("cpu", "cpu,cpuacct") if (root / h).is_dir()), root / "cpu")
+        return cls(1, _deepest_existing(root / "memory", paths.get("memory", "/")),
+                   _deepest_existing(cpu_hierarchy, paths.get("cpu", "/")), owned=False)
+
+    @classmethod
+    def create(cls, memory_bytes: int, cpus: float, name: str | None = None, root: Path = CGROUP_ROOT,
+               membership: str | None = None) -> Sandbox:
+        """Make a child of this process's own cgroup with the given limits."""
+        if memory_bytes <= 0 or cpus <= 0:
+            raise CourseError(f"limits must be positive: memory {memory_bytes} bytes, {cpus} CPUs")
+        name = name or f"course-sandbox-{os.getpid()}"
+        paths = cgroup_paths(Path("/proc/self/cgroup").read_text() if membership is None else membership)
+        try:
+            sandbox = cls._make_v2(root, paths, name) if (root / "cgroup.controllers").exists() \
+                else cls._make_v1(root, paths, name)
+            sandbox._write_limits(memory_bytes, cpus)
+        except OSError as error:
+            raise CourseError(
+                f"cannot create a cgroup under {root} ({error.strerror}: {error.filename}). Run as root on a "
+                "machine with a writable cgroup file system, or run the check inside a container that has the "
+                "limits already: `docker run --memory 2g --cpus 1 ...` or `systemd-run --scope -p MemoryMax=2G "
+                "-p CPUQuota=100% ...`, with `--in-place`"
+            ) from None
+        return sandbox
+
+    @classmethod
+    def _make_v2(cls, root: Path, paths: dict[str, str], name: str) -> Sandbox:
+        folder = root / paths.get("", "/").strip("/") / name
+        folder.mkdir(exist_ok=True)
+        available = (folder / "cgroup.controllers").read_text().split()
+        if not {"memory", "cpu"} <= set(available):
+            _remove_folder(folder)
+            raise CourseError(
+                f"cgroup v2 has not delegated the memory and cpu controllers to {folder.parent} (it offers: "
+                f"{' '.join(available) or 'none'}): use `systemd-run --scope -p MemoryMax=2G -p CPUQuota=100% "
+                "...` with `--in-place` instead"
+            )
+        return cls(2, folder, folder)
+
+    @classmethod
+    def _make_v1(cls, root: Path, paths: dict[str, str], name: str) -> Sandbox:
+        memory_dir = root / "memory" / paths.get("memory", "/").strip("/") / name
+        cpu_hierarchy = next((root / h for h in ("cpu", "cpu,cpuacct") if (root / h).is_dir()), root / "cpu")
+        cpu_dir = cpu_hierarchy / paths.get("cpu", "/").strip("/") / name
+        memory_dir.mkdir(exist_ok=True)
+        try:
+            cpu_dir.mkdir(exist_ok=True)
+        except OSError:
+            _remove_folder(memory_dir)
+            raise
+        return cls(1, memory_dir, cpu_dir)
+
+    def _write_limits(self, memory_bytes: int, cpus: float) -> None:
+        period = 100_000
+        quota = max(1000, round(cpus * period))
+        if self.version == 2:
+            (self.memory_dir / "memory.max").write_text(str(memory_bytes))
+            _write_if_present(self.memory_dir / "memory.swap.max", "0")  # Binder has no swap
+            (self.cpu_dir / "cpu.max").write_text(f"{quota} {period}")
+        else:
+            (self.memory_dir / "memory.limit_in_bytes").write_text(str(memory_bytes))
+            _write_if_present(self.memory_dir / "memory.memsw.limit_in_bytes", str(memory_bytes))  # no swap
+            (self.cpu_dir / "cpu.cfs_period_us").write_text(str(period))
+            (self.cpu_dir / "cpu.cfs_quota_us").write_text(str(quota))
+
+    def folders(self) -> list[Path]:
+        return [self.memory_dir] if self.memory_dir == self.cpu_dir else [self.memory_dir, self.cpu_dir]
+
+    def enter(self) -> None:
+        """Move the calling process into the sandbox (children it starts stay in it)."""
+        if not self.owned:
+            return
+        for folder in self.folders():
+            (folder / "cgroup.procs").write_text(str(os.getpid()))
+
+    def run(self, command: Sequence[str], **popen_args) -> tuple[int, Usage]:
+        """Run `command` inside the sandbox; its exit code, and the peak memory and OOM kills of this run."""
+        self.reset_peak()
+        kills_before = self.usage().oom_kills
+        completed = subprocess.run(list(command), preexec_fn=self.enter, check=False, **popen_args)
+        usage = self.usage()
+        return completed.returncode, Usage(usage.peak_bytes, usage.oom_kills - kills_before)
+
+    def reset_peak(self) -> None:
+        """Start the peak over (v1 always; v2 on kernels that allow it), so each run gets its own."""
+        name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
+        try:
+            (self.memory_dir / name).write_text("0")
+        except OSError:
+            pass
+
+    def usage(self) -> Usage:
+        """Peak memory since the last reset, and OOM kills since the sandbox was made."""
+        name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
+        try:
+            peak: int | None = int((self.memory_dir / name).read_text())
+        except (OSError, ValueError):
+            peak = None
+        events = "memory.oom_control" if self.version == 1 else "memory.events"
+        counters = dict(line.split() for line in _read(self.memory_dir / events).splitlines() if len(line.split()) == 2)
+        return Usage(peak, int(counters.get("oom_kill", 0)))
+
+    def remove(self) -> None:
+        """Kill whatever is left inside (a kernel papermill failed to stop) and delete the folders."""
+        if not self.owned:
+            return
+        for folder in self.folders():
+            for _ in range(50):
+                if not folder.exists():
+                    break
+                pids = [int(pid) for pid in _read(folder / "cgroup.procs").split()]
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                try:
+                    folder.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.remove()
+
+
+def _deepest_existing(base: Path, path: str) -> Path:
+    """base/path, or its nearest existing parent: a container may see its own cgroup at the root."""
+    folder = base / path.strip("/")
+    while folder != base and not folder.is_dir():
+        folder = folder.parent
+    return folder
+
+
+def _remove_folder(folder: Path) -> None:
+    try:
+        folder.rmdir()  # a cgroup folder goes with its control files; any other folder stays
+    except OSError:
+        pass
+
+
+def _write_if_present(path: Path, text: str) -> None:
+    if path.exists():
+        path.write_text(text)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""

@@ -5,12 +5,20 @@ FROM tensorflow/tensorflow:2.21.0-gpu
 ENV PIP_NO_CACHE_DIR=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     COURSE_CACHE_DIR=/opt/course-cache \
-    KERAS_HOME=/opt/course-cache/keras
+    KERAS_HOME=/opt/course-cache/keras \
+    VIRTUAL_ENV=/opt/course-venv \
+    PATH=/opt/course-venv/bin:$PATH
 
 WORKDIR /course
 COPY requirements.txt constraints.txt pyproject.toml README.md ./
-# The base image already has tensorflow==2.21.0 with CUDA; the rest comes from the same pins.
-RUN python -m pip install -r requirements.txt -c constraints.txt
+# The base image already has tensorflow==2.21.0 with CUDA; the rest comes from the same pins, into a
+# venv that sees the base image's packages. Installing into the image's own Python fails on the
+# TF GPU images of Ubuntu 22.04 (reported for 2.14.0-gpu): apt's python3-blinker 1.4 cannot be
+# uninstalled by pip, and locust's Flask needs blinker 1.9. Inside a venv pip leaves packages
+# outside it alone and installs its own version.
+# (--without-pip: the base image's pip, seen through the system site-packages, installs into it.)
+RUN /usr/bin/env python3 -m venv --without-pip --system-site-packages /opt/course-venv \
+ && python -m pip install -r requirements.txt -c constraints.txt
 
 COPY . .
 RUN python -m pip install --no-deps -e . \

@@ -61,6 +61,9 @@ def test_dockerfile_builds_on_the_pinned_tensorflow_and_installs_the_pins():
     tag = re.search(r"^FROM tensorflow/tensorflow:([0-9.]+)-gpu$", dockerfile, re.MULTILINE)
     assert tag and tag.group(1) == requirements_pins()["tensorflow"]
     assert "pip install -r requirements.txt -c constraints.txt" in dockerfile
+    # Not into the base image's own Python: pip cannot replace its apt-installed packages (blinker 1.4).
+    assert "-m venv --without-pip --system-site-packages /opt/course-venv" in dockerfile
+    assert re.search(r"^\s+PATH=/opt/course-venv/bin:\$PATH$", dockerfile, re.MULTILINE)
 
 
 def test_binder_postbuild_installs_the_course_without_other_pins():

@@ -150,12 +150,10 @@ def read_cgroup_limits(
     `membership` (the text of /proc/self/cgroup). Each level from there up to `root` may set a
     limit and the tightest one wins. Reads cgroup v2, then v1.
     """
-    paths = cgroup_paths(_read_text(Path("/proc/self/cgroup")) if membership is None else membership)
+    paths = cgroup_paths(membership)
     cpus = _tightest(_v2_cpus(level) for level in _levels(root, paths.get("", "/")))
     if cpus is None:
-        cpu_dir = next((root / name for name in ("cpu", "cpu,cpuacct") if (root / name).is_dir()), root / "cpu")
-        cpu_path = paths.get("cpu", paths.get("cpu,cpuacct", "/"))
-        cpus = _tightest(_v1_cpus(level) for level in _levels(cpu_dir, cpu_path))
+        cpus = _tightest(_v1_cpus(level) for level in _levels(cgroup_v1_cpu_root(root), paths.get("cpu", "/")))
     memory = _tightest(_memory_limit(level / "memory.max") for level in _levels(root, paths.get("", "/")))
     if memory is None:
         memory = _tightest(
@@ -178,8 +176,13 @@ def memory_left_bytes() -> int:
     return max(0, left)
 
 
-def cgroup_paths(proc_self_cgroup: str) -> dict[str, str]:
-    """Controller name -> this process's cgroup path, from /proc/self/cgroup ("" is cgroup v2)."""
+def cgroup_paths(proc_self_cgroup: str | None = None) -> dict[str, str]:
+    """Controller name -> this process's cgroup path ("" is cgroup v2), from /proc/self/cgroup.
+
+    Pass the file's text to read another process's (or a test's); None reads this process's now.
+    """
+    if proc_self_cgroup is None:
+        proc_self_cgroup = _read_text(Path("/proc/self/cgroup"))
     paths: dict[str, str] = {}
     for line in proc_self_cgroup.splitlines():
         parts = line.strip().split(":", 2)
@@ -190,6 +193,11 @@ def cgroup_paths(proc_self_cgroup: str) -> dict[str, str]:
         for controller in controllers.split(","):
             paths.setdefault(controller, path)
     return paths
+
+
+def cgroup_v1_cpu_root(root: Path) -> Path:
+    """Where cgroup v1 mounts the cpu controller: alone, or joined with cpuacct."""
+    return next((root / name for name in ("cpu", "cpu,cpuacct") if (root / name).is_dir()), root / "cpu")
 
 
 def _levels(base: Path, path: str) -> list[Path]:

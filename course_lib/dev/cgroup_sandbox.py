@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from course_lib.environment import cgroup_paths
+from course_lib.environment import cgroup_paths, cgroup_v1_cpu_root
 from course_lib.errors import CourseError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -43,13 +43,12 @@ class Sandbox:
     @classmethod
     def current(cls, root: Path = CGROUP_ROOT, membership: str | None = None) -> Sandbox:
         """The cgroup this process runs in (Binder's container, a `docker run --memory` one)."""
-        paths = cgroup_paths(Path("/proc/self/cgroup").read_text() if membership is None else membership)
+        paths = cgroup_paths(membership)
         if (root / "cgroup.controllers").exists():
             folder = _deepest_existing(root, paths.get("", "/"))
             return cls(2, folder, folder, owned=False)
-        cpu_hierarchy = next((root / h for h in ("cpu", "cpu,cpuacct") if (root / h).is_dir()), root / "cpu")
         return cls(1, _deepest_existing(root / "memory", paths.get("memory", "/")),
-                   _deepest_existing(cpu_hierarchy, paths.get("cpu", "/")), owned=False)
+                   _deepest_existing(cgroup_v1_cpu_root(root), paths.get("cpu", "/")), owned=False)
 
     @classmethod
     def create(cls, memory_bytes: int, cpus: float, name: str | None = None, root: Path = CGROUP_ROOT,
@@ -58,7 +57,7 @@ class Sandbox:
         if memory_bytes <= 0 or cpus <= 0:
             raise CourseError(f"limits must be positive: memory {memory_bytes} bytes, {cpus} CPUs")
         name = name or f"course-sandbox-{os.getpid()}"
-        paths = cgroup_paths(Path("/proc/self/cgroup").read_text() if membership is None else membership)
+        paths = cgroup_paths(membership)
         try:
             sandbox = cls._make_v2(root, paths, name) if (root / "cgroup.controllers").exists() \
                 else cls._make_v1(root, paths, name)
@@ -89,8 +88,7 @@ class Sandbox:
     @classmethod
     def _make_v1(cls, root: Path, paths: dict[str, str], name: str) -> Sandbox:
         memory_dir = root / "memory" / paths.get("memory", "/").strip("/") / name
-        cpu_hierarchy = next((root / h for h in ("cpu", "cpu,cpuacct") if (root / h).is_dir()), root / "cpu")
-        cpu_dir = cpu_hierarchy / paths.get("cpu", "/").strip("/") / name
+        cpu_dir = cgroup_v1_cpu_root(root) / paths.get("cpu", "/").strip("/") / name
         memory_dir.mkdir(exist_ok=True)
         try:
             cpu_dir.mkdir(exist_ok=True)

@@ -25,6 +25,9 @@ CPU_FEATURES = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "
 MIN_TF_VERSION = (2, 21)
 # Shared libraries a CUDA build of TF loads at start; a missing one is the usual "no GPU" cause.
 CUDA_LIBRARIES = {"cudart": "libcudart.so.12", "cublas": "libcublas.so.12", "cudnn": "libcudnn.so.9"}
+# With more threads than the CPU quota, the kernel's CFS throttling stalls every thread once the
+# quota of a 100 ms period is spent: tail latencies jump (docs/benchmarks.md measures it).
+QUOTA_FIX = "call `course_lib.environment.limit_threads_to_quota()` before running models"
 
 
 @dataclass
@@ -321,12 +324,13 @@ def diagnose(report: EnvironmentReport) -> list[Problem]:
         problems.append(Problem(
             f"this container may use only {report.cgroup_memory_bytes / 2**30:.1f} GiB of the host's "
             f"{report.ram_total_bytes / 2**30:.1f} GiB, and TensorFlow does not know it",
-            "size batches from `report.usable_memory_bytes`, not from the host memory",
+            "size batches from `report.usable_memory_bytes`, not from the host memory "
+            "(`course_lib.memory.fit_batch_sizes` does it for a batch-size sweep)",
         ))
     if report.cgroup_cpus is not None and report.cgroup_cpus < report.logical_cores:
         problems.append(Problem(
             f"this container may use {report.cgroup_cpus:g} CPUs but TensorFlow sees {report.logical_cores}",
-            "call `course_lib.environment.limit_threads_to_quota()` before running models",
+            QUOTA_FIX,
         ))
     return problems
 
@@ -429,7 +433,16 @@ def setup_notebook(quiet: bool = True) -> EnvironmentReport:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     report = collect()
     print(report.one_line())
-    for problem in report.problems:
+    problems = report.problems
+    if report.cgroup_cpus is not None and report.cgroup_cpus < report.logical_cores:
+        import tensorflow as tf
+
+        threads = limit_threads_to_quota(report)
+        if tf.config.threading.get_intra_op_parallelism_threads() == threads:
+            print(f"TensorFlow's thread pools sized to this container's {report.cgroup_cpus:g}-CPU quota: "
+                  f"{threads} thread(s), not one per host core ({report.logical_cores}), which would be throttled")
+            problems = [problem for problem in problems if problem.fix != QUOTA_FIX]
+    for problem in problems:
         print(f"WARNING: {problem.what}. Fix: {problem.fix}")
     return report
 

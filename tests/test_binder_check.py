@@ -90,12 +90,18 @@ def sandbox_factory():
 
 def test_a_process_in_the_sandbox_reads_its_limits_and_sizes_batches_from_them(sandbox_factory):
     sandbox = sandbox_factory(1536 * MIB, cpus=1.0)
-    probe = ("import json, keras; from course_lib import environment, memory; "
+    probe = ("import json, keras, tensorflow as tf; from course_lib import environment, memory; "
              "print(json.dumps(environment.read_cgroup_limits())); "
+             "environment.setup_notebook(); print('threads', tf.config.threading.get_intra_op_parallelism_threads()); "
              "print(memory.fit_batch_sizes(keras.applications.ResNet50(weights=None), (1, 8, 256)))")
     out = subprocess.run([sys.executable, "-c", probe], preexec_fn=sandbox.enter, capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert json.loads(out[0]) == [1.0, 1536 * MIB]
+    assert "| 1 cores | 1.5 GiB |" in out[1]
+    if os.cpu_count() > 1:  # the quota is below the host's cores: setup sizes TF's threads, no warning left
+        assert out[2].startswith("TensorFlow's thread pools sized to this container's 1-CPU quota: 1 thread(s)")
+        assert not any("limit_threads_to_quota" in line for line in out)
+    assert "threads 1" in out
     assert out[-2].startswith("WARNING: batch sizes [256] left out: resnet50 would need")
     assert out[-1] == "(1, 8)"
 
@@ -161,3 +167,14 @@ def test_in_place_uses_the_limits_of_the_container_it_runs_in(sandbox_factory, t
     assert report["seen_by_course_lib"] == {"cpus": 1.0, "memory_bytes": 2 * 2**30}
     assert report["notebooks"][0]["fits"]
     assert "in this container's own cgroup" in (tmp_path / "binder-check.md").read_text()
+
+
+def test_the_quota_probe_times_default_and_quota_sized_threads(sandbox_factory):
+    from course_lib.dev import quota_threads
+
+    sandbox = sandbox_factory(2 * 2**30, cpus=1.0)
+    default = quota_threads.measure(sandbox, size=64, repeats=5, sized=False)
+    sized = quota_threads.measure(sandbox, size=64, repeats=5, sized=True)
+    assert default["threads"] == "default" and sized["threads"] == 1
+    for row in (default, sized):
+        assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["max_ms"]

@@ -1,5 +1,6 @@
 """One set of pins: requirements.txt, environment.yml and binder/ must never drift apart."""
 
+import os
 import re
 from pathlib import Path
 
@@ -77,3 +78,12 @@ def test_gpu_ci_installs_the_cuda_build_of_the_pinned_tensorflow():
     workflow = (ROOT / ".github" / "workflows" / "gpu-notebooks.yml").read_text()
     assert "tensorflow[and-cuda]==$(grep -oP '^tensorflow==\\K[0-9.]+' requirements.txt)" in workflow
     assert "make gpu-report" in workflow
+
+
+def test_readme_binder_badge_opens_the_first_student_notebook():
+    readme = (ROOT / "README.md").read_text()
+    badge = re.search(r"\(https://mybinder\.org/v2/gh/[^/\s]+/[^/\s]+/HEAD\?urlpath=lab/tree/([^)\s]+)\)", readme)
+    assert badge, "README needs the Binder launch badge"
+    assert badge.group(1).startswith("notebooks/01-") and (ROOT / badge.group(1)).is_file(), badge.group(1)
+    for script in ("postBuild", "start"):  # repo2docker runs them as programs (start wraps the server)
+        assert os.access(ROOT / "binder" / script, os.X_OK), f"chmod +x binder/{script}"

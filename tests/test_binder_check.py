@@ -1,7 +1,9 @@
 """Binder's limits for real: a cgroup with 1 CPU and a memory limit, notebooks run inside it.
 
-The live tests need root and a writable cgroup file system (CI has both, and must: there they fail
-rather than skip). The folder-layout tests run anywhere on fake cgroup trees.
+The live tests need root and a writable cgroup file system. CI (.ci/run) has both, and there they
+fail rather than skip, unless the CI declares why it cannot in COURSE_NO_CGROUPS (GitHub's job
+container mounts the cgroup file system read-only). The folder-layout tests run anywhere on fake
+cgroup trees.
 """
 
 import json
@@ -76,9 +78,11 @@ def sandbox_factory():
         try:
             sandbox = Sandbox.create(memory_bytes, cpus, name=f"course-test-{os.getpid()}-{len(made)}")
         except CourseError as error:
-            if os.environ.get("CI"):
-                pytest.fail(f"CI must be able to make cgroups (it runs as root): {error}", pytrace=False)
-            pytest.skip(f"no writable cgroups here: {error}")
+            declared = os.environ.get("COURSE_NO_CGROUPS")  # a CI that says why it cannot (GitHub's job container)
+            if os.environ.get("CI") and not declared:
+                pytest.fail(f"CI must be able to make cgroups (.ci/run runs as root), or set COURSE_NO_CGROUPS to "
+                            f"the reason it cannot: {error}", pytrace=False)
+            pytest.skip(f"no writable cgroups here ({declared or 'not root?'}): {error}")
         made.append(sandbox)
         return sandbox
 

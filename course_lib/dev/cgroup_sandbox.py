@@ -59,7 +59,7 @@ class Sandbox:
         name = name or f"course-sandbox-{os.getpid()}"
         paths = cgroup_paths(membership)
         try:
-            sandbox = cls._make_v2(root, paths, name) if (root / "cgroup.controllers").exists() \
+            sandbox = cls._make_v2(root, name) if (root / "cgroup.controllers").exists() \
                 else cls._make_v1(root, paths, name)
             sandbox._write_limits(memory_bytes, cpus)
         except OSError as error:
@@ -72,8 +72,10 @@ class Sandbox:
         return sandbox
 
     @classmethod
-    def _make_v2(cls, root: Path, paths: dict[str, str], name: str) -> Sandbox:
-        folder = root / paths.get("", "/").strip("/") / name
+    def _make_v2(cls, root: Path, name: str) -> Sandbox:
+        # At the top of the hierarchy, where systemd enables the memory and cpu controllers: v2 cannot
+        # enable them below a cgroup that holds processes, as this process's own cgroup does.
+        folder = root / name
         folder.mkdir(exist_ok=True)
         available = (folder / "cgroup.controllers").read_text().split()
         if not {"memory", "cpu"} <= set(available):

@@ -36,6 +36,9 @@ class Problem:
 
     what: str
     fix: str
+    # False for facts to respect rather than faults to repair (container limits): printed, but
+    # `doctor --strict` does not fail on them, or it would fail in every pod that has limits.
+    blocking: bool = True
 
 
 @dataclass
@@ -118,7 +121,8 @@ class EnvironmentReport:
         if self.problems:
             lines.append("Problems:")
             for problem in self.problems:
-                lines.append(f"  - {problem.what}\n    fix: {problem.fix}")
+                kind = "" if problem.blocking else " (a limit to respect; --strict passes)"
+                lines.append(f"  - {problem.what}{kind}\n    fix: {problem.fix}")
         else:
             lines.append("No problems found.")
         return "\n".join(lines)
@@ -326,11 +330,13 @@ def diagnose(report: EnvironmentReport) -> list[Problem]:
             f"{report.ram_total_bytes / 2**30:.1f} GiB, and TensorFlow does not know it",
             "size batches from `report.usable_memory_bytes`, not from the host memory "
             "(`course_lib.memory.fit_batch_sizes` does it for a batch-size sweep)",
+            blocking=False,
         ))
     if report.cgroup_cpus is not None and report.cgroup_cpus < report.logical_cores:
         problems.append(Problem(
             f"this container may use {report.cgroup_cpus:g} CPUs but TensorFlow sees {report.logical_cores}",
             QUOTA_FIX,
+            blocking=False,
         ))
     return problems
 
@@ -448,11 +454,12 @@ def setup_notebook(quiet: bool = True) -> EnvironmentReport:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m course_lib doctor`: print the report; with --strict, exit 1 when problems exist."""
+    """`python -m course_lib doctor`: print the report; with --strict, exit 1 when a fault is found."""
     parser = argparse.ArgumentParser(prog="python -m course_lib doctor", description=__doc__)
-    parser.add_argument("--strict", action="store_true", help="exit with status 1 if any problem is found")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with status 1 if a problem to fix is found (container limits only inform)")
     args = parser.parse_args(argv)
     report = collect()
     print(report.to_text())
     sys.stdout.flush()
-    return 1 if args.strict and report.problems else 0
+    return 1 if args.strict and any(problem.blocking for problem in report.problems) else 0

@@ -176,3 +176,18 @@ def test_unknown_command_exits_2_with_usage():
                             timeout=60, check=False)
     assert result.returncode == 2
     assert "unknown command 'frobnicate'" in result.stderr and "doctor" in result.stderr
+
+
+@pytest.mark.parametrize(("facts", "exit_code"), [
+    (dict(cgroup_cpus=1.0, cgroup_memory_bytes=2 * 2**30), 0),      # limits: sized from, not a fault
+    (dict(nvidia_smi="550.54", build={"is_cuda_build": False}), 1),  # a GPU TensorFlow cannot use
+])
+def test_doctor_strict_fails_on_faults_not_on_container_limits(monkeypatch, capsys, facts, exit_code):
+    report = make_report(**facts)
+    report.problems = environment.diagnose(report)
+    monkeypatch.setattr(environment, "collect", lambda: report)
+    assert environment.main(["--strict"]) == exit_code
+    assert environment.main([]) == 0
+    out = capsys.readouterr().out
+    assert "Problems:" in out
+    assert ("a limit to respect; --strict passes" in out) == (exit_code == 0)

@@ -100,6 +100,16 @@ class MemoryEstimate:
         return self.param_bytes + self.activations_peak_inference_bytes
 
     @property
+    def eager_inference_bytes(self) -> int:
+        """Inference when the model is called eagerly: weights, the input and every layer output.
+
+        A Keras 3 Functional model run eagerly keeps each layer's output until the call returns,
+        so it needs the training-sized activations even for inference (measured in notebook 10);
+        compiled with `tf.function`, TensorFlow frees each tensor after its last use instead.
+        """
+        return self.param_bytes + self.input_bytes + self.activations_total_bytes
+
+    @property
     def training_bytes(self) -> int:
         """Weights, gradients, optimizer slots, the input batch and every activation."""
         return (self.param_bytes + self.gradient_bytes + self.optimizer_slot_bytes + self.input_bytes
@@ -399,14 +409,16 @@ def fit_batch_sizes(
     input_shape: Sequence[int] | None = None,
     available_bytes: int | None = None,
     headroom: float = DEFAULT_HEADROOM,
+    eager: bool = False,
 ) -> tuple[int, ...]:
     """The batch sizes whose inference fits the memory left, smallest first; the others are dropped, loudly.
 
     On Binder (about 2 GB) a batch sized for the host gets the kernel OOM-killed ("the kernel
     died") and the run is lost. Each size's estimate (weights + peak live activations, x headroom)
     is checked against `available_bytes`, by default what the container's cgroup leaves this
-    process (`environment.memory_left_bytes`). The smallest size is always kept, with a warning
-    when even it does not fit.
+    process (`environment.memory_left_bytes`). With `eager=True` the estimate is
+    `eager_inference_bytes`: an eager call keeps every layer output. The smallest size is always
+    kept, with a warning when even it does not fit.
     """
     from course_lib.environment import memory_left_bytes
 
@@ -416,20 +428,22 @@ def fit_batch_sizes(
     for size in batch_sizes:
         _check_batch_size(size)
     available = memory_left_bytes() if available_bytes is None else int(available_bytes)
-    needed = {size: math.ceil(estimate_memory(model, size, input_shape, headroom=headroom).inference_bytes
-                              * headroom) for size in sizes}
+    estimates = {size: estimate_memory(model, size, input_shape, headroom=headroom) for size in sizes}
+    needed = {size: math.ceil((estimate.eager_inference_bytes if eager else estimate.inference_bytes) * headroom)
+              for size, estimate in estimates.items()}
     kept = tuple(size for size in sizes if needed[size] <= available) or (sizes[0],)
     dropped = [size for size in sizes if size not in kept]
     left = f"{available / MIB:,.0f} MiB left"
+    what = f"{model.name} called eagerly" if eager else model.name
     if dropped:
-        print(f"WARNING: batch sizes {dropped} left out: {model.name} would need "
+        print(f"WARNING: batch sizes {dropped} left out: {what} would need "
               f"{', '.join(f'{needed[s] / MIB:,.1f}' for s in dropped)} MiB, {left}. "
               "Run on a machine with more memory (or a GPU) to measure them.")
     if needed[kept[0]] > available:
         print(f"WARNING: even batch {kept[0]} needs {needed[kept[0]] / MIB:,.1f} MiB, {left}: "
               "the kernel may be killed. Restart the kernel to free memory, or use a smaller model.")
     elif not dropped:
-        print(f"batch sizes {list(kept)} fit: {model.name} needs at most {needed[kept[-1]] / MIB:,.1f} MiB, {left}")
+        print(f"batch sizes {list(kept)} fit: {what} needs at most {needed[kept[-1]] / MIB:,.1f} MiB, {left}")
     return kept
 
 

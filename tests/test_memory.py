@@ -294,3 +294,27 @@ def test_fit_batch_sizes_defaults_to_the_memory_this_process_has_left(monkeypatc
     monkeypatch.setattr(environment, "memory_left_bytes", lambda: mlp_inference_bytes(8))
     assert memory.fit_batch_sizes(mlp(), (8, 9), (784,)) == (8,)
     assert f"{mlp_inference_bytes(8) / memory.MIB:,.0f} MiB left" in capsys.readouterr().out
+
+
+def test_eager_inference_keeps_every_layer_output():
+    estimate = memory.estimate_memory(mlp(), 4, (784,))
+    assert estimate.eager_inference_bytes == estimate.param_bytes + 4 * 784 * F32 + 4 * 32 * F32 + 4 * 10 * F32
+    eager_needs = math.ceil(estimate.eager_inference_bytes * memory.DEFAULT_HEADROOM)
+    assert memory.fit_batch_sizes(mlp(), (4,), (784,), available_bytes=eager_needs, eager=True) == (4,)
+
+
+def wide_mlp():
+    """Six Dense(4096) layers: at batch 64 each output is 1 MiB, over the CPU allocator's 256 KiB floor."""
+    return keras.Sequential([keras.Input((4096,)), *[keras.layers.Dense(4096) for _ in range(6)]], name="wide")
+
+
+def test_an_eager_call_holds_every_layer_output_and_a_compiled_one_does_not():
+    """What eager_inference_bytes models, measured on TensorFlow's CPU allocator."""
+    model, batch = wide_mlp(), tf.zeros((64, 4096))
+    estimate = memory.estimate_memory(model, 64)
+    compiled = tf.function(lambda x: model(x, training=False))
+    model(batch, training=False), compiled(batch)  # warm up both
+    eager_peak = memory.measured_peak_bytes(lambda: model(batch, training=False), "CPU:0")
+    compiled_peak = memory.measured_peak_bytes(lambda: compiled(batch), "CPU:0")
+    assert eager_peak >= 0.9 * estimate.activations_total_bytes           # all six 1 MiB outputs at once
+    assert compiled_peak < 0.5 * estimate.activations_total_bytes            # two or three at a time

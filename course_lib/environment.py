@@ -161,25 +161,50 @@ def read_cgroup_limits(
     cpus = _tightest(_v2_cpus(level) for level in _levels(root, paths.get("", "/")))
     if cpus is None:
         cpus = _tightest(_v1_cpus(level) for level in _levels(cgroup_v1_cpu_root(root), paths.get("cpu", "/")))
-    memory = _tightest(_memory_limit(level / "memory.max") for level in _levels(root, paths.get("", "/")))
-    if memory is None:
-        memory = _tightest(
-            _memory_limit(level / "memory.limit_in_bytes")
-            for level in _levels(root / "memory", paths.get("memory", "/"))
-        )
+    memory = _tightest(limit for _, limit, _ in _memory_levels(root, paths))
     return cpus, memory
 
 
-def memory_left_bytes() -> int:
-    """Bytes this process may still allocate before the container (or the host) runs out.
+# Per cgroup version: the limit, the usage, and the memory.stat key of file cache the kernel reclaims
+# before it OOM-kills (usage minus it is the "working set" that the kubelet watches too).
+MEMORY_FILES = {2: ("memory.max", "memory.current", "inactive_file"),
+                1: ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")}
 
-    The container's limit minus this process's resident memory (on Binder the kernel is nearly all
-    of the container), and never more than the host has available.
+
+def _memory_levels(root: Path, paths: dict[str, str]) -> list[tuple[Path, int | None, int]]:
+    """(folder, limit or None, cgroup version) from this process's memory cgroup up to the root."""
+    for version, base, path in ((2, root, paths.get("", "/")), (1, root / "memory", paths.get("memory", "/"))):
+        levels = [(level, _memory_limit(level / MEMORY_FILES[version][0]), version)
+                  for level in _levels(base, path) if (level / MEMORY_FILES[version][0]).exists()]
+        if levels:
+            return levels
+    return []
+
+
+def working_set_bytes(folder: Path, version: int) -> int | None:
+    """A cgroup's usage less its inactive file cache: what counts towards an OOM kill; None if unreadable."""
+    _, usage_file, inactive_key = MEMORY_FILES[version]
+    try:
+        usage = int(_read_text(folder / usage_file))
+    except ValueError:
+        return None
+    stat = dict(line.split() for line in _read_text(folder / "memory.stat").splitlines() if len(line.split()) == 2)
+    return usage - int(stat.get(inactive_key, 0))
+
+
+def memory_left_bytes(root: Path = Path("/sys/fs/cgroup"), membership: str | None = None) -> int:
+    """Bytes this process may still allocate before its container (or the host) runs out.
+
+    At each cgroup level with a limit: the limit minus that cgroup's working set (or, where the
+    usage cannot be read, minus this process's resident memory); never more than the host has
+    available. RSS alone misleads inside a cgroup: it counts shared library pages charged to
+    whoever read them first, and misses what other processes in the container use.
     """
-    _, cgroup_memory = read_cgroup_limits()
     left = psutil.virtual_memory().available
-    if cgroup_memory is not None:
-        left = min(left, cgroup_memory - psutil.Process().memory_info().rss)
+    for folder, limit, version in _memory_levels(root, cgroup_paths(membership)):
+        if limit is not None:
+            used = working_set_bytes(folder, version)
+            left = min(left, limit - (psutil.Process().memory_info().rss if used is None else used))
     return max(0, left)
 
 

@@ -183,3 +183,14 @@ def test_the_quota_probe_times_default_and_quota_sized_threads(sandbox_factory):
     assert default["threads"] == "default" and sized["threads"] == 1
     for row in (default, sized):
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["max_ms"]
+
+
+def test_memory_left_inside_the_sandbox_follows_what_the_cgroup_uses(sandbox_factory):
+    sandbox = sandbox_factory(2**30)
+    probe = ("from course_lib import environment; before = environment.memory_left_bytes(); "
+             "block = bytearray(300 * 2**20); print(before, environment.memory_left_bytes())")
+    out = subprocess.run([sys.executable, "-c", probe], preexec_fn=sandbox.enter, capture_output=True, text=True,
+                         check=True).stdout
+    before, after = map(int, out.split())
+    assert 0 < before <= 2**30
+    assert before - after >= 280 * MIB, "the 300 MiB block counts against the container's limit"

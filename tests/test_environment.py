@@ -191,3 +191,31 @@ def test_doctor_strict_fails_on_faults_not_on_container_limits(monkeypatch, caps
     out = capsys.readouterr().out
     assert "Problems:" in out
     assert ("a limit to respect; --strict passes" in out) == (exit_code == 0)
+
+
+def test_memory_left_is_the_limit_minus_the_working_set_v1(tmp_path):
+    job = tmp_path / "memory" / "jobs" / "7"
+    job.mkdir(parents=True)
+    (job / "memory.limit_in_bytes").write_text(f"{2 * 2**30}\n")
+    (job / "memory.usage_in_bytes").write_text(f"{3 * 2**29}\n")                    # 1.5 GiB charged...
+    (job / "memory.stat").write_text(f"cache 1\ntotal_inactive_file {2**29}\n")     # ...0.5 GiB of it reclaimable
+    assert environment.memory_left_bytes(tmp_path, "4:memory:/jobs/7\n") == 2**30
+
+
+def test_memory_left_is_the_limit_minus_the_working_set_v2(tmp_path):
+    (tmp_path / "memory.max").write_text(f"{2 * 2**30}\n")
+    (tmp_path / "memory.current").write_text(f"{7 * 2**28}\n")
+    (tmp_path / "memory.stat").write_text(f"anon 5\ninactive_file {2**28}\n")
+    assert environment.memory_left_bytes(tmp_path, "0::/\n") == 2**29
+
+
+def test_memory_left_falls_back_to_this_process_rss_without_a_usage_file(tmp_path):
+    limit = environment.psutil.virtual_memory().available // 2  # binding: below what the host has available
+    (tmp_path / "memory.max").write_text(f"{limit}\n")
+    rss = environment.psutil.Process().memory_info().rss
+    assert abs(environment.memory_left_bytes(tmp_path, "0::/\n") - (limit - rss)) < 2**26
+
+
+def test_without_a_limit_memory_left_is_what_the_host_has_available(tmp_path):
+    left = environment.memory_left_bytes(tmp_path, "0::/\n")
+    assert abs(left - environment.psutil.virtual_memory().available) < 2**28

@@ -194,3 +194,18 @@ def test_memory_left_inside_the_sandbox_follows_what_the_cgroup_uses(sandbox_fac
     before, after = map(int, out.split())
     assert 0 < before <= 2**30
     assert before - after >= 280 * MIB, "the 300 MiB block counts against the container's limit"
+
+
+def test_what_a_notebook_left_out_to_fit_is_read_from_its_outputs(tmp_path):
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("BATCH_SIZES = memory.fit_batch_sizes(model, BATCH_SIZES)")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=(
+        "WARNING: batch sizes [128] left out: resnet50 would need 1,528.6 MiB, 882 MiB left. Run on ...\n"
+        "batch sizes [1, 8] fit: tiny_cnn needs at most 4.2 MiB, 1,283 MiB left\n"))]
+    notebook.cells = [nbformat.v4.new_markdown_cell("WARNING: batch sizes in prose"), cell]
+    nbformat.write(notebook, tmp_path / "09.ipynb")
+    assert binder_check.memory_warnings(tmp_path / "09.ipynb") == [
+        "batch sizes [128] left out: resnet50 would need 1,528.6 MiB, 882 MiB left. Run on ..."]
+    assert binder_check.memory_warnings(tmp_path / "missing.ipynb") == []

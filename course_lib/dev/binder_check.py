@@ -17,7 +17,7 @@ import json
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from course_lib.dev.cgroup_sandbox import Sandbox, Usage
@@ -38,6 +38,7 @@ class NotebookFit:
     cgroup_peak_mib: float | None
     oom_kills: int
     error: str
+    memory_warnings: list[str] = field(default_factory=list)
 
     @property
     def fits(self) -> bool:
@@ -68,7 +69,18 @@ def check_notebook(sandbox: Sandbox, assignment: str, out_dir: Path, parameters:
     summary_file.unlink(missing_ok=True)
     error = run.get("error", "") or ("" if returncode == 0 else f"runner exited with {returncode}: see {log}")
     return NotebookFit(assignment, returncode == 0 and bool(run.get("ok")), run.get("seconds"),
-                       run.get("kernel_peak_rss_mib"), _mib(usage), usage.oom_kills, error.strip()[-500:])
+                       run.get("kernel_peak_rss_mib"), _mib(usage), usage.oom_kills, error.strip()[-500:],
+                       memory_warnings(out_dir / f"{assignment}.ipynb"))
+
+
+def memory_warnings(executed: Path) -> list[str]:
+    """What the notebook left out to fit (memory.fit_batch_sizes' warnings), from its saved outputs."""
+    if not executed.exists():
+        return []
+    notebook = json.loads(executed.read_text())
+    texts = ("".join(output.get("text", "")) for cell in notebook["cells"] for output in cell.get("outputs", []))
+    return [line.removeprefix("WARNING: ") for text in texts for line in text.splitlines()
+            if line.startswith(("WARNING: batch sizes", "WARNING: even batch"))]
 
 
 def _mib(usage: Usage) -> float | None:
@@ -99,6 +111,7 @@ def write_report(out_dir: Path, requested: dict | None, seen: tuple, fits: list[
               "whoever read them first); a fresh container is charged for those too, so the kernel's RSS is the "
               "safer figure."]
     lines += [f"\n{fit.assignment}: {fit.error}" for fit in fits if fit.error]
+    lines += [f"\n{fit.assignment} left out to fit: {warning}" for fit in fits for warning in fit.memory_warnings]
     path = out_dir / "binder-check.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -53,7 +53,7 @@ class Sandbox:
     @classmethod
     def create(cls, memory_bytes: int, cpus: float, name: str | None = None, root: Path = CGROUP_ROOT,
                membership: str | None = None) -> Sandbox:
-        """Make a child of this process's own cgroup with the given limits."""
+        """Make a cgroup with these limits: v1, a child of this process's own; v2, at the top of the tree."""
         if memory_bytes <= 0 or cpus <= 0:
             raise CourseError(f"limits must be positive: memory {memory_bytes} bytes, {cpus} CPUs")
         name = name or f"course-sandbox-{os.getpid()}"

@@ -17,6 +17,10 @@ def test_dry_run_writes_the_report_in_json_and_markdown(tmp_path):
         assert row["images_per_s"] > 0 and row["p95_ms"] >= row["p50_ms"]
     assert [row["batch_size"] for row in report["memory"]] == [1, 8]
     assert all(row["estimate_mib"] > 0 for row in report["memory"])
+    for row in report["memory"]:  # an eager call holds every layer output: never less than the compiled peak
+        assert row["eager_estimate_mib"] >= row["estimate_mib"]
+    largest = report["memory"][-1]  # at batch 8 the tiny CNN's tensors pass the CPU allocator's 256 KiB floor
+    assert largest["eager_measured_peak_mib"] >= largest["measured_peak_mib"] > 0
     formats = {row["format"]: row for row in report["tflite"]}
     assert set(formats) == {"keras", "tflite", "tflite-dynamic", "tflite-int8"}
     assert formats["tflite-int8"]["size_mib"] < formats["keras"]["size_mib"]

@@ -97,7 +97,10 @@ def throughput_section(plan: Plan) -> list[dict]:
 
 
 def memory_section(plan: Plan) -> list[dict]:
-    """The estimator's inference figure against the allocator's peak, per batch size."""
+    """The estimator's inference figure against the allocator's peak, per batch size, compiled and eager.
+
+    An eager call keeps every layer's output until it returns (MemoryEstimate.eager_inference_bytes).
+    """
     import tensorflow as tf
 
     from course_lib.memory import estimate_memory, lecture_rule, measured_peak_bytes
@@ -114,6 +117,9 @@ def memory_section(plan: Plan) -> list[dict]:
         measured = measured_peak_bytes(lambda batch=batch: run(batch), device=device, include_resident=True,
                                        verbose=False)
         estimated = estimate.param_bytes + estimate.input_bytes + estimate.activations_peak_inference_bytes
+        model(batch, training=False)  # warm up the eager path too
+        eager = measured_peak_bytes(lambda batch=batch: model(batch, training=False), device=device,
+                                    include_resident=True, verbose=False)
         lecture_mb = lecture_rule(model, batch_size, plan.input_shape)["total_mb"]
         rows.append({
             "device": device, "batch_size": batch_size, "estimate_mib": round(estimated / 2**20, 1),
@@ -121,6 +127,9 @@ def memory_section(plan: Plan) -> list[dict]:
             "measured_peak_mib": None if measured is None else round(measured / 2**20, 1),
             "estimate_error_pct": None if not measured else round(100 * (estimated - measured) / measured, 1),
             "lecture_error_pct": None if not measured else round(100 * (lecture_mb * 2**20 - measured) / measured, 1),
+            "eager_estimate_mib": round(estimate.eager_inference_bytes / 2**20, 1),
+            "eager_measured_peak_mib": None if eager is None else round(eager / 2**20, 1),
+            "eager_error_pct": None if not eager else round(100 * (estimate.eager_inference_bytes - eager) / eager, 1),
         })
     return rows
 
@@ -157,8 +166,9 @@ def markdown(report: dict) -> str:
              f"- Measured: {report['measured_at']}; model `{report['plan']['model']}`, "
              f"input {tuple(report['plan']['input_shape'])}, random weights", "",
              "## Inference throughput (compiled function, input on device)", *table(report["throughput"]), "",
-             "## Memory: estimate vs measured peak (weights + input + peak activations)", *table(report["memory"]),
-             "", "## TFLite: size and agreement with the float model", *table(report["tflite"]), "",
+             "## Memory: estimate vs measured peak (weights + input + peak activations; eager: every activation)",
+             *table(report["memory"]), "",
+             "## TFLite: size and agreement with the float model", *table(report["tflite"]), "",
              "## Notebooks", *table(report["notebooks"])]
     return "\n".join(lines) + "\n"
 

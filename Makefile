@@ -18,7 +18,7 @@ SOURCES    ?= $(CURDIR)/solutions
 CLASSROOM   = $(PY) -m course_lib.dev.classroom --course $(COURSE_DIR) --sources $(SOURCES)
 
 .PHONY: help venv kernel notebooks lab test lint strip refresh lock doctor clean \
-        course release grade feedback grades formgrader progress gpu-report binder-check
+        course release grade feedback grades formgrader progress gpu-report binder-check binder-badge
 
 # GPU CI and lab VMs: every notebook with QUICK=False plus the measured report (DRY_RUN=1: CPU sizes).
 REPORT_DIR ?= results/$(shell date -u +%Y%m%d-%H%M)
@@ -31,6 +31,7 @@ help:
 	@echo "make course | release | grade ASSIGNMENT=.. [SUBMISSIONS=..] | feedback ASSIGNMENT=.. | grades | formgrader"
 	@echo "make gpu-report [DRY_RUN=1] [REPORT_DIR=results/...]   measured performance report"
 	@echo "make binder-check [NOTEBOOKS=..] [OUT=..]   every notebook under Binder's 2 GB / 1 CPU (root: a cgroup)"
+	@echo "make binder-badge   point the README's Binder badge at this repository's GitHub remote"
 	@echo "make lint | strip | refresh NB=... | doctor | lock | clean"
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
@@ -109,6 +110,10 @@ gpu-report: $(STAMP)
 # inside a container that has the limits already, e.g. Binder itself).
 binder-check: $(STAMP)
 	$(PY) -m course_lib.dev.binder_check $(NOTEBOOKS) $(if $(OUT),--out $(OUT),) $(if $(IN_PLACE),--in-place,)
+
+# After publishing on GitHub: fill the README's Binder badge from `git remote get-url origin`.
+binder-badge: $(STAMP)
+	$(PY) -m course_lib.dev.binder_badge
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

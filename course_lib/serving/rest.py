@@ -191,20 +191,22 @@ class RestApi:
         return tensors.predict_response_json(outputs, request_format)
 
     async def _classify(self, name: str, version: int | None, label: str | None, body: bytes) -> str:
-        request = classification_pb2.ClassificationRequest()
-        doc = tensors.parse_json_object(body)
-        request.model_spec.CopyFrom(rest_model_spec(name, version, label, tensors.signature_name_from_json(doc)))
-        tensors.fill_input_from_json(doc, request.input)
+        request = _example_request(classification_pb2.ClassificationRequest(), name, version, label, body)
         response = await self.service.classify(request)
         return tensors.classification_result_json(response.result)
 
     async def _regress(self, name: str, version: int | None, label: str | None, body: bytes) -> str:
-        request = regression_pb2.RegressionRequest()
-        doc = tensors.parse_json_object(body)
-        request.model_spec.CopyFrom(rest_model_spec(name, version, label, tensors.signature_name_from_json(doc)))
-        tensors.fill_input_from_json(doc, request.input)
+        request = _example_request(regression_pb2.RegressionRequest(), name, version, label, body)
         response = await self.service.regress(request)
         return tensors.regression_result_json(response.result)
+
+
+def _example_request(request, name: str, version: int | None, label: str | None, body: bytes):
+    """A Classify or Regress request filled from a REST body: model spec, signature and examples."""
+    doc = tensors.parse_json_object(body)
+    request.model_spec.CopyFrom(rest_model_spec(name, version, label, tensors.signature_name_from_json(doc)))
+    tensors.fill_input_from_json(doc, request.input)
+    return request
 
 
 def _too_large(size: int | None, limit: int) -> ServingError:

@@ -63,6 +63,11 @@ class EnvironmentReport:
     problems: list[Problem] = field(default_factory=list)
 
     @property
+    def cpu_quota_below_host(self) -> bool:
+        """True when the container may use fewer CPUs than TensorFlow sees (it sizes threads per core)."""
+        return self.cgroup_cpus is not None and self.cgroup_cpus < self.logical_cores
+
+    @property
     def usable_cpus(self) -> float:
         """Cores this process may really use: the cgroup quota when it is lower than the host."""
         if self.cgroup_cpus is not None:
@@ -185,11 +190,10 @@ def working_set_bytes(folder: Path, version: int) -> int | None:
     """A cgroup's usage less its inactive file cache: what counts towards an OOM kill; None if unreadable."""
     _, usage_file, inactive_key = MEMORY_FILES[version]
     try:
-        usage = int(_read_text(folder / usage_file))
+        usage = int(read_cgroup_file(folder / usage_file))
     except ValueError:
         return None
-    stat = dict(line.split() for line in _read_text(folder / "memory.stat").splitlines() if len(line.split()) == 2)
-    return usage - int(stat.get(inactive_key, 0))
+    return usage - read_cgroup_counters(folder / "memory.stat").get(inactive_key, 0)
 
 
 def memory_left_bytes(root: Path = Path("/sys/fs/cgroup"), membership: str | None = None) -> int:
@@ -214,7 +218,7 @@ def cgroup_paths(proc_self_cgroup: str | None = None) -> dict[str, str]:
     Pass the file's text to read another process's (or a test's); None reads this process's now.
     """
     if proc_self_cgroup is None:
-        proc_self_cgroup = _read_text(Path("/proc/self/cgroup"))
+        proc_self_cgroup = read_cgroup_file(Path("/proc/self/cgroup"))
     paths: dict[str, str] = {}
     for line in proc_self_cgroup.splitlines():
         parts = line.strip().split(":", 2)
@@ -232,6 +236,17 @@ def cgroup_v1_cpu_root(root: Path) -> Path:
     return next((root / name for name in ("cpu", "cpu,cpuacct") if (root / name).is_dir()), root / "cpu")
 
 
+def cgroup_folder(base: Path, path: str) -> Path:
+    """base/path, or its nearest existing parent: a container may see its own cgroup at the root."""
+    return next(iter(_levels(base, path)), base)
+
+
+def read_cgroup_counters(file: Path) -> dict[str, int]:
+    """A flat-keyed cgroup file ("name value" lines: memory.stat, memory.events, memory.oom_control)."""
+    pairs = (line.split() for line in read_cgroup_file(file).splitlines())
+    return {pair[0]: int(pair[1]) for pair in pairs if len(pair) == 2 and pair[1].lstrip("-").isdigit()}
+
+
 def _levels(base: Path, path: str) -> list[Path]:
     """base/path and each of its parents up to base, those that exist (the innermost first)."""
     parts = [part for part in path.strip("/").split("/") if part and part != ".."]
@@ -244,7 +259,8 @@ def _tightest(values: Iterable[float | int | None]) -> Any:
     return min(limits) if limits else None
 
 
-def _read_text(path: Path) -> str:
+def read_cgroup_file(path: Path) -> str:
+    """A cgroup file's text, "" when it is absent or unreadable (not every kernel has every file)."""
     try:
         return path.read_text()
     except OSError:
@@ -253,7 +269,7 @@ def _read_text(path: Path) -> str:
 
 def _v2_cpus(level: Path) -> float | None:
     try:
-        quota, period = _read_text(level / "cpu.max").split()
+        quota, period = read_cgroup_file(level / "cpu.max").split()
         return None if quota == "max" else int(quota) / int(period)
     except ValueError:
         return None
@@ -261,15 +277,15 @@ def _v2_cpus(level: Path) -> float | None:
 
 def _v1_cpus(level: Path) -> float | None:
     try:
-        quota_us = int(_read_text(level / "cpu.cfs_quota_us"))
-        period_us = int(_read_text(level / "cpu.cfs_period_us"))
+        quota_us = int(read_cgroup_file(level / "cpu.cfs_quota_us"))
+        period_us = int(read_cgroup_file(level / "cpu.cfs_period_us"))
     except ValueError:
         return None
     return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
 def _memory_limit(file: Path) -> int | None:
-    text = _read_text(file).strip()
+    text = read_cgroup_file(file).strip()
     if not text.isdigit() or int(text) >= 2**60:  # "max" in v2; v1 reports "unlimited" as a huge number
         return None
     return int(text)
@@ -357,7 +373,7 @@ def diagnose(report: EnvironmentReport) -> list[Problem]:
             "(`course_lib.memory.fit_batch_sizes` does it for a batch-size sweep)",
             blocking=False,
         ))
-    if report.cgroup_cpus is not None and report.cgroup_cpus < report.logical_cores:
+    if report.cpu_quota_below_host:
         problems.append(Problem(
             f"this container may use {report.cgroup_cpus:g} CPUs but TensorFlow sees {report.logical_cores}",
             QUOTA_FIX,
@@ -465,7 +481,7 @@ def setup_notebook(quiet: bool = True) -> EnvironmentReport:
     report = collect()
     print(report.one_line())
     problems = report.problems
-    if report.cgroup_cpus is not None and report.cgroup_cpus < report.logical_cores:
+    if report.cpu_quota_below_host:
         import tensorflow as tf
 
         threads = limit_threads_to_quota(report)

@@ -17,10 +17,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from course_lib.environment import cgroup_paths, cgroup_v1_cpu_root
+from course_lib.environment import (
+    MEMORY_FILES,
+    cgroup_folder,
+    cgroup_paths,
+    cgroup_v1_cpu_root,
+    read_cgroup_counters,
+    read_cgroup_file,
+)
 from course_lib.errors import CourseError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Per cgroup version: the peak usage since the last reset, and the file that counts OOM kills.
+PEAK_FILES = {1: "memory.max_usage_in_bytes", 2: "memory.peak"}
+EVENTS_FILES = {1: "memory.oom_control", 2: "memory.events"}
 
 
 @dataclass
@@ -45,10 +55,10 @@ class Sandbox:
         """The cgroup this process runs in (Binder's container, a `docker run --memory` one)."""
         paths = cgroup_paths(membership)
         if (root / "cgroup.controllers").exists():
-            folder = _deepest_existing(root, paths.get("", "/"))
+            folder = cgroup_folder(root, paths.get("", "/"))
             return cls(2, folder, folder, owned=False)
-        return cls(1, _deepest_existing(root / "memory", paths.get("memory", "/")),
-                   _deepest_existing(cgroup_v1_cpu_root(root), paths.get("cpu", "/")), owned=False)
+        return cls(1, cgroup_folder(root / "memory", paths.get("memory", "/")),
+                   cgroup_folder(cgroup_v1_cpu_root(root), paths.get("cpu", "/")), owned=False)
 
     @classmethod
     def create(cls, memory_bytes: int, cpus: float, name: str | None = None, root: Path = CGROUP_ROOT,
@@ -102,12 +112,11 @@ class Sandbox:
     def _write_limits(self, memory_bytes: int, cpus: float) -> None:
         period = 100_000
         quota = max(1000, round(cpus * period))
+        (self.memory_dir / MEMORY_FILES[self.version][0]).write_text(str(memory_bytes))
         if self.version == 2:
-            (self.memory_dir / "memory.max").write_text(str(memory_bytes))
             _write_if_present(self.memory_dir / "memory.swap.max", "0")  # Binder has no swap
             (self.cpu_dir / "cpu.max").write_text(f"{quota} {period}")
         else:
-            (self.memory_dir / "memory.limit_in_bytes").write_text(str(memory_bytes))
             _write_if_present(self.memory_dir / "memory.memsw.limit_in_bytes", str(memory_bytes))  # no swap
             (self.cpu_dir / "cpu.cfs_period_us").write_text(str(period))
             (self.cpu_dir / "cpu.cfs_quota_us").write_text(str(quota))
@@ -132,22 +141,18 @@ class Sandbox:
 
     def reset_peak(self) -> None:
         """Start the peak over (v1 always; v2 on kernels that allow it), so each run gets its own."""
-        name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
         try:
-            (self.memory_dir / name).write_text("0")
+            (self.memory_dir / PEAK_FILES[self.version]).write_text("0")
         except OSError:
             pass
 
     def usage(self) -> Usage:
         """Peak memory since the last reset, and OOM kills since the sandbox was made."""
-        name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
         try:
-            peak: int | None = int((self.memory_dir / name).read_text())
-        except (OSError, ValueError):
+            peak: int | None = int(read_cgroup_file(self.memory_dir / PEAK_FILES[self.version]))
+        except ValueError:
             peak = None
-        events = "memory.oom_control" if self.version == 1 else "memory.events"
-        counters = dict(line.split() for line in _read(self.memory_dir / events).splitlines() if len(line.split()) == 2)
-        return Usage(peak, int(counters.get("oom_kill", 0)))
+        return Usage(peak, read_cgroup_counters(self.memory_dir / EVENTS_FILES[self.version]).get("oom_kill", 0))
 
     def remove(self) -> None:
         """Kill whatever is left inside (a kernel papermill failed to stop) and delete the folders."""
@@ -157,7 +162,7 @@ class Sandbox:
             for _ in range(50):
                 if not folder.exists():
                     break
-                pids = [int(pid) for pid in _read(folder / "cgroup.procs").split()]
+                pids = [int(pid) for pid in read_cgroup_file(folder / "cgroup.procs").split()]
                 for pid in pids:
                     try:
                         os.kill(pid, signal.SIGKILL)
@@ -176,14 +181,6 @@ class Sandbox:
         self.remove()
 
 
-def _deepest_existing(base: Path, path: str) -> Path:
-    """base/path, or its nearest existing parent: a container may see its own cgroup at the root."""
-    folder = base / path.strip("/")
-    while folder != base and not folder.is_dir():
-        folder = folder.parent
-    return folder
-
-
 def _remove_folder(folder: Path) -> None:
     try:
         folder.rmdir()  # a cgroup folder goes with its control files; any other folder stays
@@ -194,10 +191,3 @@ def _remove_folder(folder: Path) -> None:
 def _write_if_present(path: Path, text: str) -> None:
     if path.exists():
         path.write_text(text)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""

@@ -47,11 +47,7 @@ class NotebookFit:
 
 def seen_limits(sandbox: Sandbox) -> tuple[float | None, int | None]:
     """The limits course_lib.environment reads from inside the sandbox: the ones notebooks act on."""
-    probe = subprocess.run([sys.executable, "-c", PROBE], preexec_fn=sandbox.enter, capture_output=True, text=True,
-                           check=False)
-    if probe.returncode != 0:
-        raise CourseError(f"could not read the limits inside the cgroup: {probe.stderr.strip()[-500:]}")
-    cpus, memory = json.loads(probe.stdout)
+    cpus, memory = sandbox.python_json(PROBE)
     return cpus, memory
 
 

@@ -9,13 +9,16 @@ CI and lab VMs; elsewhere `Sandbox.create` says what to do instead.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from course_lib.environment import (
     MEMORY_FILES,
@@ -138,6 +141,14 @@ class Sandbox:
         completed = subprocess.run(list(command), preexec_fn=self.enter, check=False, **popen_args)
         usage = self.usage()
         return completed.returncode, Usage(usage.peak_bytes, usage.oom_kills - kills_before)
+
+    def python_json(self, code: str, *args: str) -> Any:
+        """Run a Python snippet in a fresh process inside the sandbox; the JSON its last line prints."""
+        probe = subprocess.run([sys.executable, "-c", code, *args], preexec_fn=self.enter, capture_output=True,
+                               text=True, check=False)
+        if probe.returncode != 0:
+            raise CourseError(f"a probe failed inside the cgroup: {probe.stderr.strip()[-500:]}")
+        return json.loads(probe.stdout.strip().splitlines()[-1])
 
     def reset_peak(self) -> None:
         """Start the peak over (v1 always; v2 on kernels that allow it), so each run gets its own."""

@@ -12,8 +12,6 @@ TensorFlow's default threads and once with threads sized to the quota
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 
 from course_lib.dev.cgroup_sandbox import Sandbox
@@ -43,11 +41,7 @@ print(json.dumps({"threads": tf.config.threading.get_intra_op_parallelism_thread
 
 def measure(sandbox: Sandbox, size: int, repeats: int, sized: bool) -> dict:
     """One fresh process in the sandbox: TF's default threads, or threads sized to the quota."""
-    run = subprocess.run([sys.executable, "-c", PROBE, str(size), str(repeats), "sized" if sized else "default"],
-                         preexec_fn=sandbox.enter, capture_output=True, text=True, check=False)
-    if run.returncode != 0:
-        raise CourseError(f"the matmul probe failed in the cgroup: {run.stderr.strip()[-500:]}")
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return sandbox.python_json(PROBE, str(size), str(repeats), "sized" if sized else "default")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,24 @@ from typing import Any
 
 import psutil
 
-CPU_FEATURES = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+X86_FEATURES = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
+                "amx_bf16", "amx_int8")
+ARM_FEATURES = ("asimd", "asimddp", "sve", "bf16", "i8mm")
+CPU_FEATURES = X86_FEATURES
+FEATURE_EFFECTS = {
+    "avx": "the official x86 wheels need it: without it `import tensorflow` dies (Illegal instruction)",
+    "avx2": "Eigen's float32 kernels (TF without oneDNN) use it with FMA: the baseline of every recent x86 laptop",
+    "avx512f": "TF 2.21 turns oneDNN on by default on CPUs with AVX-512-class features like this one",
+    "avx512_vnni": "fast int8 dot products: int8 TFLite and quantized oneDNN kernels gain most",
+    "avx_vnni": "int8 dot products without AVX-512 (Alder Lake and later)",
+    "avx512_bf16": "bfloat16 in hardware: mixed_bfloat16 can pay off (with oneDNN)",
+    "amx_tile": "matrix tiles (Sapphire Rapids+): oneDNN's fastest bf16 and int8 matmuls",
+    "asimd": "NEON, the baseline SIMD of aarch64: XNNPACK (TFLite) and Eigen use it",
+    "sve": "scalable vectors: oneDNN with Arm Compute Library uses them (Graviton 3+, Neoverse V1+)",
+    "bf16": "bfloat16 instructions on ARM: mixed_bfloat16 can pay off with oneDNN",
+    "i8mm": "int8 matrix multiply on ARM: int8 TFLite and quantized kernels gain",
+}
+"""What each CPU feature the report reads changes for TensorFlow (doctor prints it for the ones present)."""
 MIN_TF_VERSION = (2, 21)
 # Shared libraries a CUDA build of TF loads at start; a missing one is the usual "no GPU" cause.
 CUDA_LIBRARIES = {"cudart": "libcudart.so.12", "cublas": "libcublas.so.12", "cudnn": "libcudnn.so.9"}
@@ -61,6 +78,8 @@ class EnvironmentReport:
     nvidia_smi: str | None
     missing_cuda_libraries: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # Whether TensorFlow's oneDNN CPU kernels are on in this process (None: TensorFlow cannot say).
+    onednn: bool | None = None
 
     @property
     def cpu_quota_below_host(self) -> bool:
@@ -85,9 +104,10 @@ class EnvironmentReport:
         """A single line for a notebook's setup cell."""
         device = ", ".join(g["name"] for g in self.gpus) if self.gpus else "CPU only"
         features = "+".join(f for f, present in self.cpu_features.items() if present) or "none"
+        onednn = {True: " | oneDNN on", False: " | oneDNN off", None: ""}[self.onednn]
         return (
             f"TF {self.tensorflow} | Keras {self.keras} | Python {self.python} | {device} | "
-            f"{self.usable_cpus:g} cores | {self.usable_memory_bytes / 2**30:.1f} GiB | CPU {features}"
+            f"{self.usable_cpus:g} cores | {self.usable_memory_bytes / 2**30:.1f} GiB | CPU {features}{onednn}"
         )
 
     def to_text(self) -> str:
@@ -102,6 +122,9 @@ class EnvironmentReport:
             f"  CPU           {self.cpu_model}",
             "  CPU features  "
             + ", ".join(f"{name}={'yes' if ok else 'no'}" for name, ok in self.cpu_features.items()),
+            *[f"                {name}: {FEATURE_EFFECTS[name]}" for name, ok in self.cpu_features.items()
+              if ok and name in FEATURE_EFFECTS],
+            f"  oneDNN        {onednn_text(self.onednn)}",
             f"  Cores         {self.logical_cores} logical"
             + (f", cgroup quota {self.cgroup_cpus:g}" if self.cgroup_cpus is not None else ""),
             f"  Memory        {self.ram_total_bytes / 2**30:.1f} GiB total, "
@@ -134,12 +157,18 @@ class EnvironmentReport:
 
 
 def read_cpu_features(cpuinfo: str | None = None) -> tuple[str, dict[str, bool]]:
-    """CPU model name and which SIMD features it has (Linux /proc/cpuinfo; empty elsewhere)."""
+    """CPU model name and which SIMD features that matter to TensorFlow it has (Linux /proc/cpuinfo).
+
+    x86 lists its `flags` (AVX2, AVX-512, VNNI, BF16, AMX: X86_FEATURES); aarch64 its `Features`
+    (NEON is `asimd`, then SVE, BF16, I8MM: ARM_FEATURES). Elsewhere every feature reads as absent.
+    """
+    arm = platform.machine().lower() in ("aarch64", "arm64")
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
-            return platform.processor() or "unknown", {name: False for name in CPU_FEATURES}
+            names = ARM_FEATURES if arm else X86_FEATURES
+            return platform.processor() or "unknown", {name: False for name in names}
     model, flags = "unknown", set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
@@ -148,7 +177,36 @@ def read_cpu_features(cpuinfo: str | None = None) -> tuple[str, dict[str, bool]]
             model = value.strip()
         elif key in ("flags", "Features") and not flags:
             flags = set(value.split())
-    return model, {name: name in flags for name in CPU_FEATURES}
+            arm = key == "Features"
+    return model, {name: name in flags for name in (ARM_FEATURES if arm else X86_FEATURES)}
+
+
+def onednn_enabled() -> bool | None:
+    """Whether TensorFlow's oneDNN CPU kernels are on in this process; None when TensorFlow cannot say.
+
+    TensorFlow 2.21 decides once, at start: `TF_ENABLE_ONEDNN_OPTS=1` or `0` if set, otherwise on
+    for x86 CPUs with AVX-512-class features (and some ARM Neoverse CPUs), off on the rest (AVX2 laptops).
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def onednn_text(onednn: bool | None) -> str:
+    """What oneDNN being on or off changes for the course, in one line for the report."""
+    forced = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    why = f"TF_ENABLE_ONEDNN_OPTS={forced}" if forced is not None else "TensorFlow's default for this CPU"
+    if onednn is None:
+        return "unknown (this TensorFlow does not say)"
+    if onednn:
+        return (f"on ({why}): oneDNN CPU kernels (float results differ from Eigen's in the last bits); "
+                "TensorFlow's CPU allocator keeps statistics (allocations of 256 KiB or more), so "
+                "course_lib.memory measures CPU memory with it")
+    return (f"off ({why}): Eigen CPU kernels; TensorFlow's CPU allocator keeps no statistics, so "
+            "course_lib.memory measures CPU memory as the process's resident memory (Linux) instead, "
+            "and mixed_bfloat16 gets no oneDNN bf16 kernels")
 
 
 def read_cgroup_limits(
@@ -408,6 +466,7 @@ def collect() -> EnvironmentReport:
         cgroup_memory_bytes=cgroup_memory,
         nvidia_smi=driver,
         missing_cuda_libraries=find_missing_cuda_libraries() if driver else [],
+        onednn=onednn_enabled(),
     )
     report.problems = diagnose(report)
     return report

@@ -5,7 +5,8 @@ with the batch and depend on layer shapes, not on parameter counts, so this modu
 the layer graph: parameter bytes per dtype, every layer's output at the batch size, the tensors
 alive at once during inference, and the extra state training keeps (gradients, optimizer slots).
 `lecture_rule` keeps the lecture's formula so notebook 10 can put the two side by side, and
-`measured_peak_bytes` checks either against what TensorFlow's allocator actually handed out.
+`measure_peak` checks either against measurement: TensorFlow's allocator statistics where it keeps
+them (GPUs; CPUs with oneDNN on), else the process's resident memory, saying which it used.
 """
 
 from __future__ import annotations
@@ -481,25 +482,92 @@ def _device_name(device: str) -> str:
     return f"{kind.upper()}:{index or '0'}"
 
 
-def measured_peak_bytes(
-    fn: Callable[[], Any],
-    device: str = "GPU:0",
-    include_resident: bool = False,
-    verbose: bool = True,
-) -> int | None:
-    """Peak bytes TensorFlow's allocator on `device` handed out while `fn()` ran.
+PEAK_METHODS = ("allocator", "process-rss", "none")
+"""How `measure_peak` got its number: TensorFlow's allocator statistics, the process's resident memory
+high-water mark (Linux), or nothing."""
 
-    By default the bytes already in use before the call (the weights, if they live on that device)
-    are subtracted, so the result compares with `activations_peak_inference_bytes`; with
-    `include_resident=True` it is the absolute peak, to compare with `inference_bytes`. Warm `fn`
-    up first: a first call also traces and autotunes. Buffers that libraries allocate themselves
-    and the CUDA context are not counted.
 
-    Returns None, printing why when `verbose`, when the device does not exist (a CPU-only machine
-    asked for 'GPU:0') or its allocator keeps no statistics. TensorFlow 2.21 also keeps them for
-    'CPU:0', with a catch: its oneDNN CPU allocator counts only allocations of 256 KiB or more
-    (smaller ones go to plain malloc), so on CPU the result is a lower bound, close for large
-    activations and None for a model whose tensors are all small.
+@dataclass(frozen=True)
+class PeakMeasurement:
+    """One peak-memory measurement and how it was taken; `bytes` is None when nothing could be measured.
+
+    `method` is one of PEAK_METHODS; `note` says what the number counts (or why there is none), so a
+    table can print it next to the figure instead of leaving a reader to guess.
+    """
+
+    bytes: int | None
+    method: str
+    device: str
+    note: str
+
+    def __str__(self) -> str:
+        figure = "n/a" if self.bytes is None else f"{self.bytes / MIB:,.2f} MiB"
+        return f"{figure} ({self.method} on {self.device}: {self.note})"
+
+
+def _proc_status_bytes(key: str) -> int:
+    """A `kB` line of /proc/self/status (VmRSS: resident now, VmHWM: resident high-water mark) in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"/proc/self/status has no {key} line")
+
+
+def _reset_rss_peak() -> str | None:
+    """Hand freed heap back to the OS and reset VmHWM to VmRSS; None on success, else why it failed.
+
+    Writing "5" to /proc/self/clear_refs (Linux 4.0+) resets this process's resident high-water mark.
+    `malloc_trim(0)` first, so pages malloc kept from earlier calls do not hide the new growth.
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc (musl, macOS): nothing to trim, the peak is only less tight
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        _proc_status_bytes("VmHWM")
+    except OSError as error:
+        return f"the process's peak resident memory cannot be reset here ({error})"
+    return None
+
+
+RSS_NOTE = ("TensorFlow's CPU allocator keeps no statistics without oneDNN, so this is the growth of the "
+            "process's resident memory (Linux VmHWM), what a container's memory limit counts: pages, not "
+            "tensors, so tensors of many MiB read a little above their size (malloc's arenas, kernels' "
+            "buffers) and small ones can read below it (they reuse pages malloc already holds)")
+
+
+def measure_peak(fn: Callable[[], Any], device: str = "GPU:0", include_resident: bool = False) -> PeakMeasurement:
+    """Peak memory while `fn()` runs on `device`, measured the best way this machine allows.
+
+    1. **allocator**: TensorFlow's allocator statistics (`tf.config.experimental.get_memory_info`).
+       Every GPU keeps them. On CPU only the oneDNN allocator does, and TensorFlow 2.21 turns oneDNN
+       on by default only on CPUs with AVX-512-class features (or with `TF_ENABLE_ONEDNN_OPTS=1`);
+       it counts only allocations of 256 KiB or more (smaller ones go to plain malloc), so on CPU it
+       is a lower bound. `TF_CPU_ALLOCATOR_USE_BFC=true`, set before TensorFlow starts, gives the
+       CPU allocator statistics too, without oneDNN.
+    2. **process-rss** (CPU:0 without allocator statistics, Linux): the growth of the process's
+       resident memory high-water mark, reset just before the call (after `malloc_trim`). True on
+       every Linux CPU, x86-64 or ARM, and what a container's memory limit counts; but it counts
+       pages, not tensors: tensors of many MiB read a little above their size (malloc's per-thread
+       arenas, a kernel's scratch buffers), small ones can read below it (they reuse pages malloc
+       already holds). We do not switch oneDNN on to get a counter: that changes the kernels (and
+       their temporary buffers) being measured, and the student's CPU would not run those.
+    3. **none**: no such device, or no counter at all (macOS, Windows CPU without oneDNN): `bytes`
+       is None and `note` says why. Nothing is estimated in its place.
+
+    By default the bytes in use before the call (weights, the input) are subtracted, so the result
+    compares with `activations_peak_inference_bytes`. With `include_resident=True` it is the
+    absolute peak: TensorFlow's tensors for the allocator, the whole process for process-rss.
+    Warm `fn` up first: a first call also traces and autotunes.
     """
     import tensorflow as tf
 
@@ -507,29 +575,57 @@ def measured_peak_bytes(
 
     name = _device_name(device)
     present = [_device_name(d.name) for d in tf.config.list_logical_devices()]
-
-    def unavailable(reason: str) -> None:
-        if verbose:
-            print(f"measured_peak_bytes: {reason}; returning None (nothing measured).")
-
     if name not in present:
-        return unavailable(f"no device {name} here (devices: {', '.join(present)}); "
-                           "a GPU is needed to measure GPU memory, or pass device='CPU:0'")
+        return PeakMeasurement(None, "none", name, f"no device {name} here (devices: {', '.join(present)}); "
+                               "a GPU is needed to measure GPU memory, or pass device='CPU:0'")
     try:
         tf.config.experimental.reset_memory_stats(name)
         before = tf.config.experimental.get_memory_info(name)["current"]
     except (ValueError, RuntimeError, tf.errors.OpError) as error:
-        return unavailable(f"the allocator of {name} keeps no statistics ({error})")
+        if not name.startswith("CPU"):
+            return PeakMeasurement(None, "none", name, f"the allocator of {name} keeps no statistics ({error})")
+        why_not = _reset_rss_peak()
+        if why_not:
+            return PeakMeasurement(None, "none", name, f"TensorFlow's CPU allocator keeps no statistics "
+                                   f"without oneDNN, and {why_not}")
+        before = _proc_status_bytes("VmRSS")
+        with tf.device(name):
+            materialize(fn())
+        peak = _proc_status_bytes("VmHWM")
+        return PeakMeasurement(int(peak if include_resident else max(peak - before, 0)), "process-rss", name,
+                               RSS_NOTE)
     with tf.device(name):
         materialize(fn())
     peak = tf.config.experimental.get_memory_info(name)["peak"]
     if peak == 0:
-        return unavailable(f"the allocator of {name} recorded no allocations (on CPU, TensorFlow counts "
-                           "only allocations of 256 KiB or more)")
-    return int(peak if include_resident else max(peak - before, 0))
+        return PeakMeasurement(None, "none", name, f"the allocator of {name} recorded no allocations (with "
+                               "oneDNN, TensorFlow's CPU allocator counts only allocations of 256 KiB or more)")
+    counts = ("TensorFlow's allocator" + (" (oneDNN on: allocations of 256 KiB or more)"
+                                          if name.startswith("CPU") else ""))
+    return PeakMeasurement(int(peak if include_resident else max(peak - before, 0)), "allocator", name, counts)
 
 
-def _measure(model: Any, input_shape: tuple[int, ...], batch_size: int) -> dict[str, int | None]:
+def measured_peak_bytes(
+    fn: Callable[[], Any],
+    device: str = "GPU:0",
+    include_resident: bool = False,
+    verbose: bool = True,
+) -> int | None:
+    """`measure_peak(fn, device, include_resident).bytes`: the peak growth (or absolute peak) in bytes.
+
+    When `verbose`, says how the number was measured whenever it is not TensorFlow's own allocator
+    (on a CPU without oneDNN: the process's resident memory), and why when there is no number (None).
+    Use `measure_peak` to get the method and its note with the figure.
+    """
+    measurement = measure_peak(fn, device, include_resident)
+    if verbose and measurement.bytes is None:
+        print(f"measured_peak_bytes: {measurement.note}; returning None (nothing measured).")
+    elif verbose and measurement.method != "allocator":
+        print(f"measured_peak_bytes: measured as {measurement.method} on {measurement.device}: {measurement.note}.")
+    return measurement.bytes
+
+
+def _measure(model: Any, input_shape: tuple[int, ...], batch_size: int) -> dict[str, PeakMeasurement]:
     """Peak growth for one compiled call and one eager call, each warmed up first (GPU:0 if any)."""
     import tensorflow as tf
 
@@ -537,11 +633,11 @@ def _measure(model: Any, input_shape: tuple[int, ...], batch_size: int) -> dict[
 
     batch = np.zeros((batch_size, *input_shape), dtype=np.float32)
     compiled = tf.function(lambda x: model(x, training=False))
-    results: dict[str, int | None] = {}
+    results: dict[str, PeakMeasurement] = {}
     for label, run in (("function", lambda: compiled(tf.constant(batch))),
                        ("eager", lambda: model(tf.constant(batch), training=False))):
         run()
-        results[label] = measured_peak_bytes(run, device=device)
+        results[label] = measure_peak(run, device=device)
     return results
 
 
@@ -564,6 +660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.measure:
         header += ("measured fn MiB", "measured eager MiB")
     print(" | ".join(header))
+    methods = set()
     for batch_size in batch_sizes:
         try:
             estimate = estimate_memory(model, batch_size, input_shape, optimizer=args.optimizer)
@@ -575,8 +672,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                  f"{estimate.activations_total_bytes / MIB:.1f}", f"{estimate.training_bytes / MIB:.1f}"]
         if args.measure:
             measured = _measure(model, input_shape, batch_size)
-            cells += ["n/a" if v is None else f"{v / MIB:.1f}" for v in measured.values()]
+            cells += ["n/a" if m.bytes is None else f"{m.bytes / MIB:.1f}" for m in measured.values()]
+            methods |= {f"{m.method} on {m.device}: {m.note}" for m in measured.values()}
         print(" | ".join(cells))
+    for method in sorted(methods):
+        print(f"measured as {method}")
     print(estimate.summary())
     return 0
 

@@ -36,6 +36,43 @@ def test_cpu_features_are_read_from_the_first_processor():
     assert not features["avx512_bf16"]
 
 
+ARM_CPUINFO = """processor\t: 0
+BogoMIPS\t: 243.75
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm asimddp sve i8mm bf16
+CPU implementer\t: 0x41
+"""
+
+
+def test_arm_features_neon_sve_bf16_i8mm_are_read_from_the_features_line():
+    _, features = environment.read_cpu_features(ARM_CPUINFO)
+    assert set(features) == set(environment.ARM_FEATURES)
+    assert features["asimd"] and features["sve"] and features["bf16"] and features["i8mm"]
+
+
+def test_an_avx2_laptop_without_avx512_has_avx2_and_no_avx512():
+    laptop = "model name\t: 11th Gen Intel(R) Core(TM) i7\nflags\t\t: fpu sse2 avx avx2 fma avx_vnni\n"
+    _, features = environment.read_cpu_features(laptop)
+    assert features["avx2"] and features["fma"] and features["avx_vnni"]
+    assert not (features["avx512f"] or features["avx512_vnni"] or features["avx512_bf16"] or features["amx_tile"])
+
+
+def test_the_report_says_whether_onednn_is_on_and_what_that_changes():
+    on, off = make_report(onednn=True), make_report(onednn=False, cpu_features={"avx2": True, "avx512f": False})
+    assert "oneDNN on" in on.one_line() and "oneDNN off" in off.one_line()
+    assert "allocator keeps statistics" in on.to_text()
+    assert "resident memory" in off.to_text() and "keeps no statistics" in off.to_text()
+    assert "avx2: Eigen's float32 kernels" in off.to_text() and "avx512f:" not in off.to_text()
+
+
+def test_doctor_reports_onednn_off_when_forced_off():
+    env = {**environment.os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    result = subprocess.run([sys.executable, "-m", "course_lib", "doctor"], capture_output=True, text=True,
+                            timeout=120, check=False, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "oneDNN        off (TF_ENABLE_ONEDNN_OPTS=0)" in result.stdout
+    assert "CPU features  " in result.stdout and ("avx2=" in result.stdout or "asimd=" in result.stdout)
+
+
 def test_cpu_features_of_a_cpu_without_flags_are_all_false():
     model, features = environment.read_cpu_features("processor : 0\n")
     assert model == "unknown"
@@ -169,6 +206,7 @@ def test_doctor_prints_the_report():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Course environment report" in result.stdout
     assert "TensorFlow    2.21" in result.stdout
+    assert "  oneDNN        on" in result.stdout or "  oneDNN        off" in result.stdout
 
 
 def test_unknown_command_exits_2_with_usage():

@@ -66,7 +66,8 @@ def device_section() -> dict:
 
     report = environment.collect()
     return {"summary": report.one_line(), "gpus": report.gpus, "driver": report.nvidia_smi or "none",
-            "cpu": report.cpu_model, "tensorflow": report.tensorflow, "build": report.build}
+            "cpu": report.cpu_model, "cpu_features": [name for name, ok in report.cpu_features.items() if ok],
+            "onednn": report.onednn, "tensorflow": report.tensorflow, "build": report.build}
 
 
 def throughput_section(plan: Plan) -> list[dict]:
@@ -97,13 +98,17 @@ def throughput_section(plan: Plan) -> list[dict]:
 
 
 def memory_section(plan: Plan) -> list[dict]:
-    """The estimator's inference figure against the allocator's peak, per batch size, compiled and eager.
+    """The estimator's inference figure against the measured peak, per batch size, compiled and eager.
 
+    Measured = the weights and the input batch (tensors of known size, resident before the call)
+    plus the peak growth `measure_peak` saw during one warmed-up call. `method` says how it saw it:
+    TensorFlow's allocator (GPUs, CPUs with oneDNN on) or the process's resident memory (CPUs
+    without oneDNN, e.g. AVX2-only ones), which reads higher than the tensors alone.
     An eager call keeps every layer's output until it returns (MemoryEstimate.eager_inference_bytes).
     """
     import tensorflow as tf
 
-    from course_lib.memory import estimate_memory, lecture_rule, measured_peak_bytes
+    from course_lib.memory import estimate_memory, lecture_rule, measure_peak
 
     device = "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
     model = build_model(plan.model, plan.input_shape)
@@ -113,23 +118,25 @@ def memory_section(plan: Plan) -> list[dict]:
         estimate = estimate_memory(model, batch_size)
         with tf.device(device):
             batch = tf.zeros((batch_size, *plan.input_shape))
+        resident = estimate.param_bytes + estimate.input_bytes
         run(batch)
-        measured = measured_peak_bytes(lambda batch=batch: run(batch), device=device, include_resident=True,
-                                       verbose=False)
-        estimated = estimate.param_bytes + estimate.input_bytes + estimate.activations_peak_inference_bytes
+        compiled = measure_peak(lambda batch=batch: run(batch), device=device)
         model(batch, training=False)  # warm up the eager path too
-        eager = measured_peak_bytes(lambda batch=batch: model(batch, training=False), device=device,
-                                    include_resident=True, verbose=False)
+        eager = measure_peak(lambda batch=batch: model(batch, training=False), device=device)
+        measured = None if compiled.bytes is None else resident + compiled.bytes
+        eager_measured = None if eager.bytes is None else resident + eager.bytes
+        estimated = estimate.inference_bytes
         lecture_mb = lecture_rule(model, batch_size, plan.input_shape)["total_mb"]
         rows.append({
-            "device": device, "batch_size": batch_size, "estimate_mib": round(estimated / 2**20, 1),
-            "lecture_rule_mib": round(lecture_mb, 1),
+            "device": device, "method": compiled.method, "batch_size": batch_size,
+            "estimate_mib": round(estimated / 2**20, 1), "lecture_rule_mib": round(lecture_mb, 1),
             "measured_peak_mib": None if measured is None else round(measured / 2**20, 1),
             "estimate_error_pct": None if not measured else round(100 * (estimated - measured) / measured, 1),
             "lecture_error_pct": None if not measured else round(100 * (lecture_mb * 2**20 - measured) / measured, 1),
             "eager_estimate_mib": round(estimate.eager_inference_bytes / 2**20, 1),
-            "eager_measured_peak_mib": None if eager is None else round(eager / 2**20, 1),
-            "eager_error_pct": None if not eager else round(100 * (estimate.eager_inference_bytes - eager) / eager, 1),
+            "eager_measured_peak_mib": None if eager_measured is None else round(eager_measured / 2**20, 1),
+            "eager_error_pct": None if not eager_measured else round(
+                100 * (estimate.eager_inference_bytes - eager_measured) / eager_measured, 1),
         })
     return rows
 
@@ -163,6 +170,8 @@ def markdown(report: dict) -> str:
     device = report["device"]
     lines = [f"# Course performance report ({'dry run, CPU sizes' if report['dry_run'] else 'full run'})", "",
              f"- Device: {device['summary']}", f"- NVIDIA driver: {device['driver']}",
+             f"- CPU: {device['cpu']} ({', '.join(device['cpu_features']) or 'no listed features'}); "
+             f"oneDNN {'on' if device['onednn'] else 'off' if device['onednn'] is False else 'unknown'}",
              f"- Measured: {report['measured_at']}; model `{report['plan']['model']}`, "
              f"input {tuple(report['plan']['input_shape'])}, random weights", "",
              "## Inference throughput (compiled function, input on device)", *table(report["throughput"]), "",

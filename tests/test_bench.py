@@ -12,6 +12,9 @@ import tensorflow as tf
 
 from course_lib import CourseError, bench
 
+# Timings and XLA on the CPU: make test runs these again with oneDNN off (CPUs without AVX-512).
+pytestmark = pytest.mark.cpu_sensitive
+
 
 @pytest.fixture(scope="module")
 def small_model():

@@ -7,6 +7,10 @@ import pytest
 from course_lib import formats
 from course_lib.errors import CourseError
 
+# Output parity of Keras (oneDNN or Eigen kernels) against TFLite (XNNPACK, int8): make test runs these
+# again with oneDNN off, as on CPUs without AVX-512.
+pytestmark = pytest.mark.cpu_sensitive
+
 
 @pytest.fixture(scope="module")
 def tiny_model():

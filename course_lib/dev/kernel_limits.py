@@ -7,6 +7,11 @@ MemoryError inside the student's cell) and RLIMIT_CPU (CPU seconds for the whole
 kernel is killed past it), then becomes the kernel. Per-cell wall-clock limits are nbgrader's
 `Execute.timeout`.
 
+Under `nbgrader validate` (and the Validate button) it also sends stderr as stdout, because
+nbgrader's validation fails a test cell with any stderr output and takes no extra preprocessors:
+TensorFlow's log lines, warnings and progress bars must not fail a correct answer there either
+(issue 14; `nbgrader autograde` sets stderr aside itself, see course_lib/dev/scoring.py).
+
     COURSE_GRADING_MEMORY_MB   (default 4096; 0 = no limit: CUDA needs a huge address space on GPU graders)
     COURSE_GRADING_CPU_SECONDS (default 900; 0 = no limit)
 
@@ -21,6 +26,8 @@ import resource
 import sys
 from pathlib import Path
 
+from ipykernel.iostream import OutStream
+
 KERNEL_NAME = "tf-course-grading"
 DEFAULT_MEMORY_MB = 4096
 DEFAULT_CPU_SECONDS = 900
@@ -32,6 +39,20 @@ def apply_limits(memory_mb: int, cpu_seconds: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 2**20, memory_mb * 2**20))
     if cpu_seconds > 0:
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+
+
+class StderrAsStdout(OutStream):
+    """ipykernel's output stream, except that stderr (Python and file descriptor 2) is sent as stdout."""
+
+    def __init__(self, session, pub_thread, name, *args, **kwargs):
+        super().__init__(session, pub_thread, name, *args, **kwargs)
+        if name == "stderr":
+            self.name, self.topic = "stdout", b"stream.stdout"
+
+
+def validating() -> bool:
+    """True in a kernel that nbgrader started to validate (nbgrader sets this for its kernels)."""
+    return os.environ.get("NBGRADER_EXECUTION") == "validate"
 
 
 def install(prefix: str = sys.prefix) -> Path:
@@ -55,6 +76,8 @@ def main() -> None:
     apply_limits(int(os.environ.get("COURSE_GRADING_MEMORY_MB", DEFAULT_MEMORY_MB)),
                  int(os.environ.get("COURSE_GRADING_CPU_SECONDS", DEFAULT_CPU_SECONDS)))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if validating():
+        sys.argv.append("--IPKernelApp.outstream_class=course_lib.dev.kernel_limits.StderrAsStdout")
     from ipykernel import kernelapp
 
     kernelapp.launch_new_instance()

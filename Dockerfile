@@ -24,10 +24,12 @@ COPY . .
 RUN python -m pip install --no-deps -e . \
  && python -m ipykernel install --sys-prefix --name tf-course --display-name "Python 3 (TF course)" \
  && python -m course_lib.dev.kernel_limits install \
- && python -m course_lib.dev.release \
  && python -m course_lib prefetch
 
 EXPOSE 8888
-# JupyterLab as root needs --allow-root (course_lib.dev.lab adds it); bind all interfaces inside the
+# Students' notebooks live in /course/work: mount a volume there so they outlive the container
+# (docs/gpu-lab.md). Each start fills what is missing from notebooks/ and never overwrites a change.
+VOLUME /course/work
+# JupyterLab as root needs --allow-root (course_lib.lab adds it); bind all interfaces inside the
 # container, and publish the port on the host's loopback only (see docs/gpu-lab.md).
-CMD ["python", "-m", "course_lib.dev.lab", "--host", "0.0.0.0", "--port", "8888"]
+CMD ["python", "-m", "course_lib", "lab", "--host", "0.0.0.0", "--port", "8888"]

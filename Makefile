@@ -1,5 +1,6 @@
 # The course's two commands: `make lab` (start the course) and `make test` (run every check).
-# Both build what they need: the virtual environment, the Jupyter kernel, the student notebooks.
+# Both build what they need: the virtual environment and the Jupyter kernel. Students work in work/,
+# copies of notebooks/ that no command overwrites once changed (course_lib/workspace.py).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,13 +12,15 @@ KERNEL := tf-course
 # pytest workers: the notebook and server tests are independent; 2 cores on CI.
 WORKERS ?= 2
 STAMP  := $(VENV)/.course-installed
+# Every command acts on the checkout make runs in (its notebooks/, work/, solutions/), whichever venv.
+export COURSE_ROOT := $(CURDIR)
 
 # Instructors: a course directory outside the repository (docs/instructor.md).
 COURSE_DIR ?= $(HOME)/tf-course-grading
 SOURCES    ?= $(CURDIR)/solutions
 CLASSROOM   = $(PY) -m course_lib.dev.classroom --course $(COURSE_DIR) --sources $(SOURCES)
 
-.PHONY: help venv kernel notebooks lab test lint strip refresh lock doctor clean \
+.PHONY: help venv kernel notebooks lab fresh test lint strip refresh lock doctor clean \
         course release grade feedback grades formgrader progress gpu-report binder-check binder-badge
 
 # GPU CI and lab VMs: every notebook with QUICK=False plus the measured report (DRY_RUN=1: CPU sizes).
@@ -26,8 +29,9 @@ REPORT_DIR ?= results/$(shell date -u +%Y%m%d-%H%M)
 help:
 	@echo "make lab    start JupyterLab on http://$(HOST):$(PORT) (PORT=, HOST=, TOKEN= to override)"
 	@echo "make test   build the environment and run the whole test suite"
-	@echo "make notebooks  regenerate notebooks/ from solutions/ (nbgrader generate_assignment)"
+	@echo "make fresh NB=03  students: a fresh copy of a notebook beside yours in work/"
 	@echo "make progress   students: your visible-test points per exercise"
+	@echo "make notebooks  authors: regenerate notebooks/ from solutions/ (nbgrader generate_assignment)"
 	@echo "make course | release | grade ASSIGNMENT=.. [SUBMISSIONS=..] | feedback ASSIGNMENT=.. | grades | formgrader"
 	@echo "make gpu-report [DRY_RUN=1] [REPORT_DIR=results/...]   measured performance report"
 	@echo "make binder-check [NOTEBOOKS=..] [OUT=..]   every notebook under Binder's 2 GB / 1 CPU (root: a cgroup)"
@@ -47,11 +51,17 @@ venv: $(STAMP)
 
 kernel: $(STAMP)
 
+# Authors only: students get notebooks/ from git. Never replaces a file edited by hand there.
 notebooks: $(STAMP)
 	$(PY) -m course_lib.dev.release
 
-lab: notebooks
-	$(PY) -m course_lib.dev.lab --host $(HOST) --port $(PORT) --token $(TOKEN)
+# Nothing is generated here: work/ is synced (never over your changes) and JupyterLab starts.
+lab: $(STAMP)
+	$(PY) -m course_lib lab --root $(CURDIR) --host $(HOST) --port $(PORT) --token $(TOKEN)
+
+fresh: $(STAMP)
+	@test -n "$(NB)" || (echo "usage: make fresh NB=<number or folder, e.g. 03>"; exit 2)
+	$(PY) -m course_lib fresh --course-root $(CURDIR) $(NB)
 
 # The notebooks that measure memory or speed on the CPU; with the tests marked cpu_sensitive, `make test`
 # runs them a second time with oneDNN forced off, as TF 2.21 runs on every CPU without AVX-512 (most
@@ -111,8 +121,8 @@ grades: $(STAMP)
 	$(CLASSROOM) grades $(if $(OUT),--out $(OUT),)
 
 formgrader: course
-	cd $(COURSE_DIR) && $(abspath $(PY)) -m course_lib.dev.lab --host $(HOST) --port $(PORT) --token $(TOKEN) \
-	    --root $(COURSE_DIR) --url /formgrader
+	cd $(COURSE_DIR) && $(abspath $(PY)) -m course_lib lab --no-workspace --host $(HOST) --port $(PORT) \
+	    --token $(TOKEN) --root $(COURSE_DIR) --url /formgrader
 
 gpu-report: $(STAMP)
 	$(PY) -m course_lib.dev.gpu_report --out $(REPORT_DIR) $(if $(DRY_RUN),--dry-run,)

@@ -12,6 +12,9 @@ import sys
 COMMANDS = {
     "doctor": ("course_lib.environment", "main", "print the environment report and what to fix"),
     "prefetch": ("course_lib.models", "prefetch_main", "download the pretrained weights the course uses"),
+    "lab": ("course_lib.lab", "main", "start JupyterLab on your notebooks in work/"),
+    "workspace": ("course_lib.workspace", "main", "bring work/ up to date, never overwriting your changes"),
+    "fresh": ("course_lib.workspace", "fresh_main", "a fresh copy of a course notebook beside yours"),
     "progress": ("course_lib.progress", "main", "run your notebooks' visible tests and show your points"),
 }
 

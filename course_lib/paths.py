@@ -10,6 +10,12 @@ from pathlib import Path
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+def course_root() -> Path:
+    """The course checkout this course_lib belongs to (override with COURSE_ROOT)."""
+    override = os.environ.get("COURSE_ROOT")
+    return Path(override) if override else _PACKAGE_DIR.parent
+
+
 def data_dir() -> Path:
     """The `data/` folder shipped with the course (override with COURSE_DATA_DIR)."""
     override = os.environ.get("COURSE_DATA_DIR")

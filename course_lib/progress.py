@@ -15,7 +15,8 @@ from pathlib import Path
 
 import nbformat
 
-from course_lib.paths import data_dir
+from course_lib.paths import course_root
+from course_lib.workspace import WORKSPACE
 
 KERNEL_NAME = "tf-course"
 
@@ -87,16 +88,20 @@ def format_table(results: list[ExerciseResult]) -> str:
 
 
 def default_notebooks() -> list[Path]:
-    return sorted((data_dir().parent / "notebooks").glob("*/*.ipynb"))
+    """Your notebooks: work/<id>/<id>.ipynb (not the fresh or updated copies beside them)."""
+    return sorted(p for p in (course_root() / WORKSPACE).glob("*/*.ipynb") if p.stem == p.parent.name)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib progress", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook in notebooks/")
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: your notebooks in work/")
     parser.add_argument("--kernel", default=KERNEL_NAME)
     args = parser.parse_args(argv)
     paths = args.notebooks or default_notebooks()
+    if not paths:
+        print(f"no notebooks in {course_root() / WORKSPACE} yet: `make lab` makes your copies there")
+        return 1
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")

@@ -42,7 +42,7 @@ def test_the_badge_is_pointed_at_the_remote_and_nothing_else_changes(tmp_path, c
     assert binder_badge.main(["--readme", str(readme), "--check"]) == 1  # still the placeholder
     assert binder_badge.main(["--readme", str(readme)]) == 0
     after = readme.read_text()
-    assert "https://mybinder.org/v2/gh/acme-school/tf-course/HEAD?urlpath=lab/tree/notebooks/01-" in after
+    assert "https://mybinder.org/v2/gh/acme-school/tf-course/HEAD?urlpath=lab/tree/work/01-" in after
     assert after.replace("acme-school/tf-course/HEAD", "OWNER/REPO/HEAD", 1) == before
     assert binder_badge.main(["--readme", str(readme), "--check"]) == 0
     assert "Binder badge points at acme-school/tf-course" in capsys.readouterr().out

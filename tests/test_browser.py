@@ -41,8 +41,8 @@ def lab(tmp_path_factory):
     (root / Path(NOTEBOOK).parent).mkdir(parents=True)
     shutil.copy(REPO / NOTEBOOK, root / NOTEBOOK)
     env = {**os.environ, "HOME": str(home), "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
-    process = subprocess.Popen([sys.executable, "-m", "course_lib.dev.lab", "--port", str(port), "--token", "browser",
-                                "--root", str(root), "--url", f"/lab/tree/{NOTEBOOK}"], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "course_lib", "lab", "--port", str(port), "--token", "browser",
+                                "--no-workspace", "--root", str(root), "--url", f"/lab/tree/{NOTEBOOK}"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     for _ in range(180):

@@ -84,6 +84,10 @@ def test_readme_binder_badge_opens_the_first_student_notebook():
     readme = (ROOT / "README.md").read_text()
     badge = re.search(r"\(https://mybinder\.org/v2/gh/[^/\s]+/[^/\s]+/HEAD\?urlpath=lab/tree/([^)\s]+)\)", readme)
     assert badge, "README needs the Binder launch badge"
-    assert badge.group(1).startswith("notebooks/01-") and (ROOT / badge.group(1)).is_file(), badge.group(1)
+    # work/ is filled from notebooks/ at launch (binder/start): the badge opens the student's own copy.
+    opened = badge.group(1)
+    assert opened.startswith("work/01-"), opened
+    assert (ROOT / "notebooks" / opened.removeprefix("work/")).is_file(), opened
+    assert "course_lib workspace" in (ROOT / "binder" / "start").read_text()
     for script in ("postBuild", "start"):  # repo2docker runs them as programs (start wraps the server)
         assert os.access(ROOT / "binder" / script, os.X_OK), f"chmod +x binder/{script}"

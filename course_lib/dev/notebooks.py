@@ -18,7 +18,9 @@ from pathlib import Path
 
 import nbformat
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from course_lib.paths import course_root
+
+REPO_ROOT = course_root()
 REFERENCE_MARK = "# NBVAL_CHECK_OUTPUT"
 KERNEL_NAME = "tf-course"
 KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3 (TF course)", "language": "python"}

@@ -5,21 +5,21 @@ the course's nbgrader_config.py and grading kernel. Their answers make TensorFlo
 really writes (the first op and the first XLA compile of the process, a Keras warning) and add
 logging at every level, warnings of four categories, a tqdm bar and print to stderr
 (tests/fixtures/grading/stderr-noise). Each test checks that this output really reached the test
-cells, so a quiet TensorFlow cannot make them pass vacuously.
+cells, so a quiet TensorFlow cannot make them pass vacuously (under pytest, ipykernel would not capture
+TensorFlow's C++ lines without `kernels_capture_fd_output`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbgrader.utils import determine_grade
 
-from course_lib.dev.grading import CourseDirectory, fill_answers
+from course_lib.dev.grading import CourseDirectory, fill_answers, kernels_capture_fd_output
 from course_lib.dev.notebooks import REPO_ROOT
 from course_lib.dev.release import nbgrader
 from course_lib.dev.scoring import STDERR_HEADER, is_test_cell, set_aside_texts
@@ -36,19 +36,6 @@ WRONG = {  # same output on stderr as the solution, wrong result
     "mean": None,  # set below: the solution's noise, returning the total instead of the mean
 }
 TIMEOUT_S = 30
-
-
-@contextmanager
-def like_a_real_grader():
-    """ipykernel does not capture file descriptor 2 (TensorFlow's C++ logs) when PYTEST_CURRENT_TEST
-    is set, and nbgrader's kernels inherit it from the tests: unset it so they see what a real
-    grading run sees."""
-    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.environ["PYTEST_CURRENT_TEST"] = saved
 
 
 def submission(course: CourseDirectory, wrong: dict[str, str] | None = None) -> nbformat.NotebookNode:
@@ -90,9 +77,8 @@ def graded(tmp_path_factory):
     course.submit("erin", ASSIGNMENT, submission(course, {"layer": (
         "import numpy as np\n\ndef make_layer():\n    np.ones(2**40)  # 8 TiB: past the kernel's memory limit\n"
         "    return keras.layers.Dense(4, input_shape=(3,))")}))
-    with like_a_real_grader():
-        log = nbgrader(["autograde", ASSIGNMENT, "--force", f"--Execute.timeout={TIMEOUT_S}"], course.root).stderr
-        feedback = nbgrader(["generate_feedback", ASSIGNMENT, "--force"], course.root)
+    log = course.autograde(ASSIGNMENT, f"--Execute.timeout={TIMEOUT_S}")
+    feedback = nbgrader(["generate_feedback", ASSIGNMENT, "--force"], course.root)
     assert feedback.returncode == 0, feedback.stderr[-3000:]
     return course, course.results(ASSIGNMENT), log
 
@@ -175,7 +161,7 @@ def validate(course: CourseDirectory, notebook: nbformat.NotebookNode, name: str
     path = course.root / "validate" / name / f"{ASSIGNMENT}.ipynb"
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, path)
-    with like_a_real_grader():
+    with kernels_capture_fd_output():
         return nbgrader(["validate", str(path)], course.root).stdout
 
 
@@ -208,7 +194,7 @@ def test_the_validate_button_grades_like_validate(graded, monkeypatch):
     app = NbGrader()
     app.config_file_paths.append(paths)
     app.load_config_file()
-    with like_a_real_grader():
+    with kernels_capture_fd_output():
         result = Validator(config=app.config).validate(str(path))
     assert result == {}, result
 
@@ -221,6 +207,6 @@ def test_progress_counts_only_errors(graded):
     path = course.root / "progress" / f"{ASSIGNMENT}.ipynb"
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(submission(course, {"layer": WRONG["layer"]}), path)
-    with like_a_real_grader():
+    with kernels_capture_fd_output():
         results = {r.exercise: r.earned for r in check_notebook(path)}
     assert results == {"xla-tests": 1.0, "layer-tests": 0.0, "mean-tests": 1.0}

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import nbformat
 
-from course_lib.dev.grading import CourseDirectory
+from course_lib.dev.grading import CourseDirectory, kernels_capture_fd_output
 from course_lib.dev.notebooks import REPO_ROOT
 from course_lib.dev.release import RELEASE, SOURCE, nbgrader
 
@@ -132,7 +132,8 @@ def grade_student(course: CourseDirectory, assignment: str, student: str) -> Stu
     reason = invalid_notebook_reason(submitted) if submitted.exists() else "no notebook in the submission"
     if reason:
         return StudentOutcome(student, "flagged", reason=reason, seconds=time.perf_counter() - start)
-    result = nbgrader(["autograde", assignment, f"--student={student}", "--force"], course.root)
+    with kernels_capture_fd_output():
+        result = nbgrader(["autograde", assignment, f"--student={student}", "--force"], course.root)
     graded = course.results(assignment).get(student)
     autograded = course.root / "autograded" / student / assignment / f"{assignment}.ipynb"
     seconds = round(time.perf_counter() - start, 2)

@@ -9,7 +9,9 @@ submitted/<student>/<assignment>/, `nbgrader autograde`, and scores read from th
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,22 @@ import nbformat
 
 from course_lib.dev.notebooks import REPO_ROOT
 from course_lib.dev.release import RELEASE, SOURCE, nbgrader
+
+
+@contextmanager
+def kernels_capture_fd_output():
+    """Run nbgrader's kernels as on a real grader, also inside the test suite.
+
+    ipykernel stops capturing file descriptor 2 (TensorFlow's C++ log lines) in a kernel started
+    with PYTEST_CURRENT_TEST set, and nbgrader's kernels inherit it from a test: the grades would
+    then never meet the output a real grading run puts in test cells.
+    """
+    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = saved
 
 
 @dataclass
@@ -111,9 +129,13 @@ class CourseDirectory:
             nbformat.write(notebook, target)
         return target
 
-    def autograde(self, assignment: str) -> str:
-        """Autograde every submission of `assignment`; returns nbgrader's log (it may exit 1)."""
-        result = nbgrader(["autograde", assignment, "--force"], self.root)
+    def autograde(self, assignment: str, *options: str) -> str:
+        """Autograde every submission of `assignment`; returns nbgrader's log (it may exit 1).
+
+        `options` are more nbgrader arguments, e.g. `--Execute.timeout=30`.
+        """
+        with kernels_capture_fd_output():
+            result = nbgrader(["autograde", assignment, "--force", *options], self.root)
         return result.stderr
 
     def submitted_students(self, assignment: str) -> list[str]:

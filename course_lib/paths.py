@@ -1,7 +1,9 @@
-"""Where the course finds its shipped data and keeps its downloads.
+"""The one place that names where the course lives, where it keeps its files, and its kernels.
 
 nbgrader copies notebooks between course folders, so no notebook may open files by a path
-relative to the repository: they ask these functions instead.
+relative to the repository: they ask these functions instead. Every module takes the kernel names
+from here, never from a string literal (tests/test_architecture.py checks it); the Makefile,
+nbgrader_config.py, binder/postBuild and the Dockerfile repeat them and that test compares them.
 """
 
 import os
@@ -9,11 +11,23 @@ from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
+COURSE_ID = "tf-course"
+"""The course's short name: its Jupyter kernel and its cache folder are named after it."""
+KERNEL_NAME = COURSE_ID
+"""The kernel every course notebook runs on (its kernelspec), registered by `make` and binder/postBuild."""
+KERNEL_DISPLAY_NAME = "Python 3 (TF course)"
+GRADING_KERNEL_NAME = f"{COURSE_ID}-grading"
+"""The kernel nbgrader runs submissions on: the course kernel under memory/CPU/time limits."""
+
 
 def course_root() -> Path:
     """The course checkout this course_lib belongs to (override with COURSE_ROOT)."""
     override = os.environ.get("COURSE_ROOT")
     return Path(override) if override else _PACKAGE_DIR.parent
+
+
+REPO_ROOT = course_root()
+"""`course_root()` when course_lib was imported: what the author tools (course_lib.dev) work on."""
 
 
 def data_dir() -> Path:
@@ -28,6 +42,6 @@ def cache_dir() -> Path:
     Lab images bake a prefetched cache here, so that notebooks load from disk, not the network.
     """
     override = os.environ.get("COURSE_CACHE_DIR")
-    path = Path(override) if override else Path.home() / ".cache" / "tf-course"
+    path = Path(override) if override else Path.home() / ".cache" / COURSE_ID
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -15,10 +15,8 @@ from pathlib import Path
 
 import nbformat
 
-from course_lib.paths import course_root
+from course_lib.paths import KERNEL_NAME, course_root
 from course_lib.workspace import WORKSPACE
-
-KERNEL_NAME = "tf-course"
 
 
 @dataclass

@@ -20,9 +20,9 @@ import pytest
 from nbgrader.utils import determine_grade
 
 from course_lib.dev.grading import CourseDirectory, fill_answers, kernels_capture_fd_output
-from course_lib.dev.notebooks import REPO_ROOT
 from course_lib.dev.release import nbgrader
 from course_lib.dev.scoring import STDERR_HEADER, is_test_cell, set_aside_texts
+from course_lib.paths import REPO_ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures" / "grading"
 ASSIGNMENT = "stderr-noise"

@@ -5,8 +5,9 @@ import ast
 import nbformat
 import pytest
 
-from course_lib.dev.notebooks import KERNEL_NAME, REPO_ROOT, is_reference_cell
+from course_lib.dev.notebooks import is_reference_cell
 from course_lib.dev.release import assignment_ids
+from course_lib.paths import KERNEL_NAME, REPO_ROOT
 
 NOTEBOOKS = [REPO_ROOT / "solutions" / a / f"{a}.ipynb" for a in assignment_ids()]
 

@@ -14,8 +14,8 @@ import nbformat
 import pytest
 
 from course_lib.dev.grading import CourseDirectory, exercises, fill_answers
-from course_lib.dev.notebooks import REPO_ROOT
 from course_lib.dev.release import assignment_ids
+from course_lib.paths import REPO_ROOT
 
 ASSIGNMENTS = assignment_ids()
 

@@ -14,8 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from course_lib.dev.notebooks import REPO_ROOT
 from course_lib.errors import CourseError
+from course_lib.paths import REPO_ROOT
 
 GITHUB_REMOTE = re.compile(
     r"^(?:git@github\.com:|ssh://git@github\.com/|https://(?:[^@/\s]+@)?github\.com/)"

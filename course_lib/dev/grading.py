@@ -17,8 +17,8 @@ from pathlib import Path
 
 import nbformat
 
-from course_lib.dev.notebooks import REPO_ROOT
 from course_lib.dev.release import RELEASE, SOURCE, nbgrader
+from course_lib.paths import REPO_ROOT
 
 
 @contextmanager

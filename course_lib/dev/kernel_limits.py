@@ -28,7 +28,8 @@ from pathlib import Path
 
 from ipykernel.iostream import OutStream
 
-KERNEL_NAME = "tf-course-grading"
+from course_lib.paths import GRADING_KERNEL_NAME as KERNEL_NAME
+
 DEFAULT_MEMORY_MB = 4096
 DEFAULT_CPU_SECONDS = 900
 

@@ -18,12 +18,10 @@ from pathlib import Path
 
 import nbformat
 
-from course_lib.paths import course_root
+from course_lib.paths import KERNEL_DISPLAY_NAME, KERNEL_NAME, REPO_ROOT
 
-REPO_ROOT = course_root()
 REFERENCE_MARK = "# NBVAL_CHECK_OUTPUT"
-KERNEL_NAME = "tf-course"
-KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3 (TF course)", "language": "python"}
+KERNELSPEC = {"name": KERNEL_NAME, "display_name": KERNEL_DISPLAY_NAME, "language": "python"}
 VOLATILE_CELL_METADATA = ("execution", "collapsed", "scrolled", "ExecuteTime")
 
 

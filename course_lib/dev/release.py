@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course_lib.dev.notebooks import REPO_ROOT
+from course_lib.paths import REPO_ROOT
 from course_lib.workspace import (
     MANIFEST,
     file_digest,

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import nbformat
 
-from course_lib.dev.notebooks import KERNEL_NAME, REPO_ROOT
 from course_lib.dev.release import SOURCE, assignment_ids
+from course_lib.paths import KERNEL_NAME, REPO_ROOT
 
 
 @dataclass

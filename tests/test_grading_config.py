@@ -210,3 +210,46 @@ def test_progress_counts_only_errors(graded):
     with kernels_capture_fd_output():
         results = {r.exercise: r.earned for r in check_notebook(path)}
     assert results == {"xla-tests": 1.0, "layer-tests": 0.0, "mean-tests": 1.0}
+
+
+def graded_cell(*outputs, execution_count=1) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell("assert answer() == 2", execution_count=execution_count)
+    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "grade_id": "t", "points": 1, "locked": True}
+    cell.outputs = list(outputs)
+    return cell
+
+
+def error(ename: str, evalue: str = "") -> nbformat.NotebookNode:
+    return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[])
+
+
+@pytest.mark.parametrize("outputs, execution_count, reason", [
+    ([error("AssertionError", "a reshape is not a transpose")], 1,
+     "failed check: AssertionError: a reshape is not a transpose"),
+    ([error("NameError", "name 'answer' is not defined\nmore")], 1,
+     "exception: NameError: name 'answer' is not defined"),
+    ([error("KeyboardInterrupt"), error("CellTimeoutError")], 1, "timeout: "),
+    ([error("ResourceExhaustedError", "OOM when allocating tensor")], 1, "killed for memory: ResourceExhaustedError"),
+    ([nbformat.v4.new_output("execute_result", data={"text/plain": "0.5"}, execution_count=1)], 1, "partial credit"),
+    ([], None, "not run: "),
+])
+def test_each_way_to_lose_points_has_its_one_line_reason(outputs, execution_count, reason):
+    from course_lib.dev.scoring import lost_points_reason
+
+    assert lost_points_reason(graded_cell(*outputs, execution_count=execution_count)).startswith(reason)
+
+
+def test_only_test_cells_lose_their_stderr_and_other_outputs_keep_their_order():
+    from course_lib.dev.scoring import set_aside_stderr
+
+    answer = nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"solution": True, "grade": False}})
+    answer.outputs = [nbformat.v4.new_output("stream", name="stderr", text="warning\n")]
+    test = graded_cell(nbformat.v4.new_output("stream", name="stdout", text="out\n"),
+                       nbformat.v4.new_output("stream", name="stderr", text="E0000 first\n"),
+                       error("AssertionError"),
+                       nbformat.v4.new_output("stream", name="stderr", text="  0%|\r100%|\n"))
+    notebook = set_aside_stderr(nbformat.v4.new_notebook(cells=[answer, test]))
+    assert answer.outputs[0].name == "stderr"
+    assert [o.output_type for o in test.outputs] == ["stream", "display_data", "error"]
+    assert set_aside_texts(notebook.cells[1]) == "E0000 first\n100%|"
+    assert determine_grade(test) == (0, 1.0)  # the error still costs the point

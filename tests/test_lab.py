@@ -1,22 +1,14 @@
 """`make lab` serves JupyterLab on 127.0.0.1, answers only with the token, and opens your copy in work/."""
 
 import shutil
-import socket
-import subprocess
 import sys
-import time
 
 import pytest
 import requests
+from servers import free_port, running_server
 
 from course_lib.lab import FIRST_NOTEBOOK, lab_command
 from course_lib.paths import course_root
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -26,29 +18,11 @@ def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("course")  # a course checkout of its own: the repo's work/ stays untouched
     shutil.copytree(course_root() / "notebooks", root / "notebooks")
     env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "course_lib", "lab", "--port", str(port), "--token", token, "--root", str(root)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"JupyterLab exited with {process.returncode}:\n{process.stdout.read()[-3000:]}")
-        try:
-            requests.get(f"{url}/api", timeout=2)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("JupyterLab did not answer within 90 s")
-    yield url, token, root
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with running_server([sys.executable, "-m", "course_lib", "lab", "--port", str(port), "--token", token,
+                         "--root", str(root)], home / "lab.log", url=f"{url}/api", timeout=90, env=env,
+                        name="JupyterLab"):
+        yield url, token, root
 
 
 def test_lab_answers_with_the_token(lab):

@@ -7,14 +7,12 @@ developer machine without it the test is skipped with the command to install it.
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import requests
+from servers import free_port, running_server
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -32,28 +30,18 @@ if not os.path.exists(CHROMIUM):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     home = tmp_path_factory.mktemp("browser-home")
     # A scratch copy of the repository's notebook, so running it leaves no outputs in git.
     root = tmp_path_factory.mktemp("browser-root")
     (root / Path(NOTEBOOK).parent).mkdir(parents=True)
     shutil.copy(REPO / NOTEBOOK, root / NOTEBOOK)
     env = {**os.environ, "HOME": str(home), "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
-    process = subprocess.Popen([sys.executable, "-m", "course_lib", "lab", "--port", str(port), "--token", "browser",
-                                "--no-workspace", "--root", str(root), "--url", f"/lab/tree/{NOTEBOOK}"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(180):
-        try:
-            requests.get(f"{url}/api", timeout=2)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    yield url, root / NOTEBOOK
-    process.terminate()
-    process.wait(timeout=30)
+    with running_server([sys.executable, "-m", "course_lib", "lab", "--port", str(port), "--token", "browser",
+                         "--no-workspace", "--root", str(root), "--url", f"/lab/tree/{NOTEBOOK}"],
+                        home / "lab.log", url=f"{url}/api", timeout=120, env=env, name="JupyterLab"):
+        yield url, root / NOTEBOOK
 
 
 def restart_and_run_all(page) -> None:
@@ -72,6 +60,7 @@ def restart_and_run_all(page) -> None:
         pass  # no kernel was running yet: JupyterLab starts one without asking
 
 
+@pytest.mark.slow  # a browser runs notebook 01 in JupyterLab
 def test_notebook_01_runs_in_chromium_without_errors(lab):
     from playwright.sync_api import sync_playwright
 

@@ -5,22 +5,22 @@ an LMS zip, grading, formgrader, feedback and the CSV export, exactly as the doc
 """
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 import requests
+from servers import free_port, wait_for_http
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "classroom"
 ASSIGNMENT = "tiny-assignment"
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
        "COURSE_GRADING_CELL_TIMEOUT": "20"}
+
+pytestmark = pytest.mark.slow  # nbgrader and `make` on a whole course directory
 
 
 def make(*args, **kwargs) -> subprocess.CompletedProcess:
@@ -75,33 +75,18 @@ def test_4_grade_with_an_lms_zip(course):
     assert "| bob | graded | 6 / 6 |" in result.stdout
 
 
-def test_5_formgrader_serves_the_course(course):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(["make", "--no-print-directory", "-C", str(REPO), "formgrader", *course["vars"],
-                                f"PORT={port}", "TOKEN=walkthrough"], env=ENV, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        headers = {"Authorization": "token walkthrough"}
-        deadline, response = time.monotonic() + 120, None
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                response = requests.get(f"http://127.0.0.1:{port}/formgrader/api/assignments", headers=headers,
-                                        timeout=5)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        assert response is not None, process.stdout.read()[-3000:] if process.poll() is not None else "no answer"
-        assert response.status_code == 200
-        assert ASSIGNMENT in {a["name"] for a in response.json()}
-        assert requests.get(f"http://127.0.0.1:{port}/formgrader", headers=headers, timeout=5).status_code == 200
-        without_token = requests.get(f"http://127.0.0.1:{port}/formgrader/api/assignments", timeout=5,
-                                     allow_redirects=False)
-        assert without_token.status_code in (302, 403)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+def test_5_formgrader_serves_the_course(course, start_server):
+    port, headers = free_port(), {"Authorization": "token walkthrough"}
+    formgrader = start_server(["make", "--no-print-directory", "-C", str(REPO), "formgrader", *course["vars"],
+                               f"PORT={port}", "TOKEN=walkthrough"], env=ENV, name="make formgrader")
+    response = wait_for_http(f"http://127.0.0.1:{port}/formgrader/api/assignments", timeout=120, server=formgrader,
+                             headers=headers)
+    assert response.status_code == 200
+    assert ASSIGNMENT in {a["name"] for a in response.json()}
+    assert requests.get(f"http://127.0.0.1:{port}/formgrader", headers=headers, timeout=5).status_code == 200
+    without_token = requests.get(f"http://127.0.0.1:{port}/formgrader/api/assignments", timeout=5,
+                                 allow_redirects=False)
+    assert without_token.status_code in (302, 403)
 
 
 def test_6_feedback_without_hidden_tests(course):

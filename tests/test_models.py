@@ -10,7 +10,6 @@ import hashlib
 import http.server
 import os
 import shutil
-import socket
 import tarfile
 import threading
 
@@ -18,6 +17,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from servers import free_port
 
 from course_lib import formats, models
 from course_lib.errors import CourseError
@@ -66,10 +66,7 @@ def file_server(tmp_path):
 
 @pytest.fixture
 def closed_port_url():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/weights.h5"
+    return f"http://127.0.0.1:{free_port()}/weights.h5"
 
 
 def same_weights(first, second):

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from course_lib.devices import materialize
 from course_lib.errors import CourseError
 
 METHODS = ("predict", "call", "function", "xla")
@@ -85,21 +86,6 @@ def summarize(samples_ms: Sequence[float]) -> LatencySummary:
         min_ms=float(values.min()),
         max_ms=float(values.max()),
     )
-
-
-def materialize(result: Any) -> Any:
-    """Turn every tensor in `result` into a numpy array, which waits until the device has finished.
-
-    TensorFlow dispatches GPU work asynchronously: without this, a timer can stop before the
-    kernels ran. Copying the result to the host is also what a caller of a served model pays.
-    Anything that is not a tensor (numpy arrays, HTTP responses) is returned unchanged.
-    """
-    import tensorflow as tf
-
-    def to_host(value: Any) -> Any:
-        return value.numpy() if isinstance(value, (tf.Tensor, tf.Variable)) else value
-
-    return tf.nest.map_structure(to_host, result)
 
 
 def time_callable(fn: Callable[[], Any], warmup: int = 3, repeats: int = 20) -> list[float]:

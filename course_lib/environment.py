@@ -3,6 +3,9 @@
 Infrastructure questions ("why is there no GPU?", "why is it slow on Binder?") start with the same
 facts: versions, what TF was built against, the devices it found, CPU features, and the memory and
 CPU limits of the container (cgroup), which TF does not read. `python -m course_lib doctor` prints it.
+
+The facts come from course_lib.cgroups (container limits) and TensorFlow (imported by `collect`, not
+at import time); the settings that act on them (GPU memory growth, thread pools) are in course_lib.devices.
 """
 
 from __future__ import annotations
@@ -14,12 +17,18 @@ import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psutil
+
+from course_lib.cgroups import read_cgroup_limits as read_cgroup_limits
+from course_lib.devices import enable_memory_growth as enable_memory_growth
+from course_lib.devices import limit_threads_to_quota
+from course_lib.devices import set_gpu_memory_limit as set_gpu_memory_limit
+
+# The notebooks call the three device settings and `read_cgroup_limits` through this module, the one
+# their setup cell imports; they live in course_lib.devices and course_lib.cgroups.
 
 X86_FEATURES = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
                 "amx_bf16", "amx_int8")
@@ -209,146 +218,6 @@ def onednn_text(onednn: bool | None) -> str:
             "and mixed_bfloat16 gets no oneDNN bf16 kernels")
 
 
-def read_cgroup_limits(
-    root: Path = Path("/sys/fs/cgroup"), membership: str | None = None
-) -> tuple[float | None, int | None]:
-    """CPU quota (cores) and memory limit (bytes) of this process's cgroup, None where unlimited.
-
-    Binder gives about 1 CPU and 2 GB, but TF sees the host's cores and memory; batch sizes and
-    thread counts must come from these limits instead. A container usually sees its own cgroup at
-    `root`; a process in a nested cgroup (systemd slice, a grader's sandbox) finds its own in
-    `membership` (the text of /proc/self/cgroup). Each level from there up to `root` may set a
-    limit and the tightest one wins. Reads cgroup v2, then v1.
-    """
-    paths = cgroup_paths(membership)
-    cpus = _tightest(_v2_cpus(level) for level in _levels(root, paths.get("", "/")))
-    if cpus is None:
-        cpus = _tightest(_v1_cpus(level) for level in _levels(cgroup_v1_cpu_root(root), paths.get("cpu", "/")))
-    memory = _tightest(limit for _, limit, _ in _memory_levels(root, paths))
-    return cpus, memory
-
-
-# Per cgroup version: the limit, the usage, and the memory.stat key of file cache the kernel reclaims
-# before it OOM-kills (usage minus it is the "working set" that the kubelet watches too).
-MEMORY_FILES = {2: ("memory.max", "memory.current", "inactive_file"),
-                1: ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")}
-
-
-def _memory_levels(root: Path, paths: dict[str, str]) -> list[tuple[Path, int | None, int]]:
-    """(folder, limit or None, cgroup version) from this process's memory cgroup up to the root."""
-    for version, base, path in ((2, root, paths.get("", "/")), (1, root / "memory", paths.get("memory", "/"))):
-        levels = [(level, _memory_limit(level / MEMORY_FILES[version][0]), version)
-                  for level in _levels(base, path) if (level / MEMORY_FILES[version][0]).exists()]
-        if levels:
-            return levels
-    return []
-
-
-def working_set_bytes(folder: Path, version: int) -> int | None:
-    """A cgroup's usage less its inactive file cache: what counts towards an OOM kill; None if unreadable."""
-    _, usage_file, inactive_key = MEMORY_FILES[version]
-    try:
-        usage = int(read_cgroup_file(folder / usage_file))
-    except ValueError:
-        return None
-    return usage - read_cgroup_counters(folder / "memory.stat").get(inactive_key, 0)
-
-
-def memory_left_bytes(root: Path = Path("/sys/fs/cgroup"), membership: str | None = None) -> int:
-    """Bytes this process may still allocate before its container (or the host) runs out.
-
-    At each cgroup level with a limit: the limit minus that cgroup's working set (or, where the
-    usage cannot be read, minus this process's resident memory); never more than the host has
-    available. RSS alone misleads inside a cgroup: it counts shared library pages charged to
-    whoever read them first, and misses what other processes in the container use.
-    """
-    left = psutil.virtual_memory().available
-    for folder, limit, version in _memory_levels(root, cgroup_paths(membership)):
-        if limit is not None:
-            used = working_set_bytes(folder, version)
-            left = min(left, limit - (psutil.Process().memory_info().rss if used is None else used))
-    return max(0, left)
-
-
-def cgroup_paths(proc_self_cgroup: str | None = None) -> dict[str, str]:
-    """Controller name -> this process's cgroup path ("" is cgroup v2), from /proc/self/cgroup.
-
-    Pass the file's text to read another process's (or a test's); None reads this process's now.
-    """
-    if proc_self_cgroup is None:
-        proc_self_cgroup = read_cgroup_file(Path("/proc/self/cgroup"))
-    paths: dict[str, str] = {}
-    for line in proc_self_cgroup.splitlines():
-        parts = line.strip().split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, path = parts
-        paths[controllers] = path
-        for controller in controllers.split(","):
-            paths.setdefault(controller, path)
-    return paths
-
-
-def cgroup_v1_cpu_root(root: Path) -> Path:
-    """Where cgroup v1 mounts the cpu controller: alone, or joined with cpuacct."""
-    return next((root / name for name in ("cpu", "cpu,cpuacct") if (root / name).is_dir()), root / "cpu")
-
-
-def cgroup_folder(base: Path, path: str) -> Path:
-    """base/path, or its nearest existing parent: a container may see its own cgroup at the root."""
-    return next(iter(_levels(base, path)), base)
-
-
-def read_cgroup_counters(file: Path) -> dict[str, int]:
-    """A flat-keyed cgroup file ("name value" lines: memory.stat, memory.events, memory.oom_control)."""
-    pairs = (line.split() for line in read_cgroup_file(file).splitlines())
-    return {pair[0]: int(pair[1]) for pair in pairs if len(pair) == 2 and pair[1].lstrip("-").isdigit()}
-
-
-def _levels(base: Path, path: str) -> list[Path]:
-    """base/path and each of its parents up to base, those that exist (the innermost first)."""
-    parts = [part for part in path.strip("/").split("/") if part and part != ".."]
-    candidates = [base.joinpath(*parts[:depth]) for depth in range(len(parts), -1, -1)]
-    return [candidate for candidate in candidates if candidate.is_dir()]
-
-
-def _tightest(values: Iterable[float | int | None]) -> Any:
-    limits = [value for value in values if value is not None]
-    return min(limits) if limits else None
-
-
-def read_cgroup_file(path: Path) -> str:
-    """A cgroup file's text, "" when it is absent or unreadable (not every kernel has every file)."""
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-
-
-def _v2_cpus(level: Path) -> float | None:
-    try:
-        quota, period = read_cgroup_file(level / "cpu.max").split()
-        return None if quota == "max" else int(quota) / int(period)
-    except ValueError:
-        return None
-
-
-def _v1_cpus(level: Path) -> float | None:
-    try:
-        quota_us = int(read_cgroup_file(level / "cpu.cfs_quota_us"))
-        period_us = int(read_cgroup_file(level / "cpu.cfs_period_us"))
-    except ValueError:
-        return None
-    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
-
-
-def _memory_limit(file: Path) -> int | None:
-    text = read_cgroup_file(file).strip()
-    if not text.isdigit() or int(text) >= 2**60:  # "max" in v2; v1 reports "unlimited" as a huge number
-        return None
-    return int(text)
-
-
 def find_missing_cuda_libraries() -> list[str]:
     """CUDA libraries a CUDA build of TF needs that the dynamic loader cannot find."""
     missing = []
@@ -470,67 +339,6 @@ def collect() -> EnvironmentReport:
     )
     report.problems = diagnose(report)
     return report
-
-
-def enable_memory_growth() -> list[str]:
-    """Let TF allocate GPU memory as needed instead of grabbing it all; returns the GPUs changed.
-
-    Must run before the first op touches the GPU: TF refuses afterwards, and we say so.
-    """
-    import tensorflow as tf
-
-    from course_lib.errors import CourseError
-
-    changed = []
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError as error:
-            raise CourseError(
-                "memory growth must be set before TensorFlow initializes the GPU: restart the kernel "
-                f"and call enable_memory_growth() first ({error})"
-            ) from None
-        changed.append(gpu.name)
-    return changed
-
-
-def set_gpu_memory_limit(megabytes: int, gpu_index: int = 0) -> bool:
-    """Cap TF's memory on one GPU (a logical device of `megabytes`); False when there is no GPU."""
-    import tensorflow as tf
-
-    from course_lib.errors import CourseError
-
-    if megabytes <= 0:
-        raise CourseError(f"memory limit must be a positive number of megabytes, got {megabytes}")
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return False
-    if gpu_index >= len(gpus):
-        raise CourseError(f"GPU index {gpu_index} does not exist: TensorFlow sees {len(gpus)} GPU(s)")
-    try:
-        tf.config.set_logical_device_configuration(
-            gpus[gpu_index], [tf.config.LogicalDeviceConfiguration(memory_limit=megabytes)]
-        )
-    except RuntimeError as error:
-        raise CourseError(
-            "a GPU memory limit must be set before TensorFlow initializes the GPU: restart the kernel "
-            f"and set it first ({error})"
-        ) from None
-    return True
-
-
-def limit_threads_to_quota(report: EnvironmentReport | None = None) -> int:
-    """Size TF's thread pools to the container's CPU quota; returns the thread count used."""
-    import tensorflow as tf
-
-    cpus = (report or collect()).usable_cpus
-    threads = max(1, int(cpus))
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(threads, 2)))
-    except RuntimeError:
-        pass  # already initialized: keep TF's own choice rather than fail a notebook
-    return threads
 
 
 def setup_notebook(quiet: bool = True) -> EnvironmentReport:

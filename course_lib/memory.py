@@ -417,18 +417,18 @@ def fit_batch_sizes(
     On Binder (about 2 GB) a batch sized for the host gets the kernel OOM-killed ("the kernel
     died") and the run is lost. Each size's estimate (weights + peak live activations, x headroom)
     is checked against `available_bytes`, by default what the container's cgroup leaves this
-    process (`environment.memory_left_bytes`). With `eager=True` the estimate is
+    process (`cgroups.memory_left_bytes`). With `eager=True` the estimate is
     `eager_inference_bytes`: an eager call keeps every layer output. The smallest size is always
     kept, with a warning when even it does not fit.
     """
-    from course_lib.environment import memory_left_bytes
+    from course_lib import cgroups
 
     sizes = sorted({int(size) for size in batch_sizes})
     if not sizes:
         raise CourseError("batch_sizes is empty: give at least one batch size, e.g. (1, 8, 32)")
     for size in batch_sizes:
         _check_batch_size(size)
-    available = memory_left_bytes() if available_bytes is None else int(available_bytes)
+    available = cgroups.memory_left_bytes() if available_bytes is None else int(available_bytes)
     estimates = {size: estimate_memory(model, size, input_shape, headroom=headroom) for size in sizes}
     needed = {size: math.ceil((estimate.eager_inference_bytes if eager else estimate.inference_bytes) * headroom)
               for size, estimate in estimates.items()}
@@ -472,14 +472,6 @@ def gpu_for(estimate: MemoryEstimate, gpus: Mapping[str, int] = COMMON_GPUS, tra
     """The GPUs (name -> memory bytes) whose memory holds the recommended amount, smallest first."""
     needed = estimate.recommended_training_bytes if training else estimate.recommended_inference_bytes
     return [name for name, size in sorted(gpus.items(), key=lambda item: item[1]) if size >= needed]
-
-
-def _device_name(device: str) -> str:
-    name = device.strip()
-    for prefix in ("/device:", "/physical_device:", "/"):
-        name = name.removeprefix(prefix)
-    kind, _, index = name.partition(":")
-    return f"{kind.upper()}:{index or '0'}"
 
 
 PEAK_METHODS = ("allocator", "process-rss", "none")
@@ -571,10 +563,10 @@ def measure_peak(fn: Callable[[], Any], device: str = "GPU:0", include_resident:
     """
     import tensorflow as tf
 
-    from course_lib.bench import materialize
+    from course_lib.devices import device_name, materialize
 
-    name = _device_name(device)
-    present = [_device_name(d.name) for d in tf.config.list_logical_devices()]
+    name = device_name(device)
+    present = [device_name(d.name) for d in tf.config.list_logical_devices()]
     if name not in present:
         return PeakMeasurement(None, "none", name, f"no device {name} here (devices: {', '.join(present)}); "
                                "a GPU is needed to measure GPU memory, or pass device='CPU:0'")

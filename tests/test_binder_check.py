@@ -95,8 +95,8 @@ def sandbox_factory():
 
 def test_a_process_in_the_sandbox_reads_its_limits_and_sizes_batches_from_them(sandbox_factory):
     sandbox = sandbox_factory(1536 * MIB, cpus=1.0)
-    probe = ("import json, keras, tensorflow as tf; from course_lib import environment, memory; "
-             "print(json.dumps(environment.read_cgroup_limits())); "
+    probe = ("import json, keras, tensorflow as tf; from course_lib import cgroups, environment, memory; "
+             "print(json.dumps(cgroups.read_cgroup_limits())); "
              "environment.setup_notebook(); print('threads', tf.config.threading.get_intra_op_parallelism_threads()); "
              "print(memory.fit_batch_sizes(keras.applications.ResNet50(weights=None), (1, 8, 256)))")
     out = subprocess.run([sys.executable, "-c", probe], preexec_fn=sandbox.enter, capture_output=True, text=True,
@@ -187,8 +187,8 @@ def test_the_quota_probe_times_default_and_quota_sized_threads(sandbox_factory):
 
 def test_memory_left_inside_the_sandbox_follows_what_the_cgroup_uses(sandbox_factory):
     sandbox = sandbox_factory(2**30)
-    probe = ("from course_lib import environment; before = environment.memory_left_bytes(); "
-             "block = bytearray(300 * 2**20); print(before, environment.memory_left_bytes())")
+    probe = ("from course_lib import cgroups; before = cgroups.memory_left_bytes(); "
+             "block = bytearray(300 * 2**20); print(before, cgroups.memory_left_bytes())")
     out = subprocess.run([sys.executable, "-c", probe], preexec_fn=sandbox.enter, capture_output=True, text=True,
                          check=True).stdout
     before, after = map(int, out.split())

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from course_lib import environment
+from course_lib import cgroups, environment
 from course_lib.errors import CourseError
 
 CPUINFO = """processor\t: 0
@@ -82,13 +82,13 @@ def test_cpu_features_of_a_cpu_without_flags_are_all_false():
 def test_cgroup_v2_limits_are_read(tmp_path):
     (tmp_path / "cpu.max").write_text("150000 100000\n")
     (tmp_path / "memory.max").write_text(f"{2 * 2**30}\n")
-    assert environment.read_cgroup_limits(tmp_path) == (1.5, 2 * 2**30)
+    assert cgroups.read_cgroup_limits(tmp_path) == (1.5, 2 * 2**30)
 
 
 def test_unlimited_cgroup_v2_reads_as_none(tmp_path):
     (tmp_path / "cpu.max").write_text("max 100000\n")
     (tmp_path / "memory.max").write_text("max\n")
-    assert environment.read_cgroup_limits(tmp_path) == (None, None)
+    assert cgroups.read_cgroup_limits(tmp_path) == (None, None)
 
 
 def test_cgroup_v1_limits_are_read(tmp_path):
@@ -97,11 +97,11 @@ def test_cgroup_v1_limits_are_read(tmp_path):
     (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
     (tmp_path / "memory").mkdir()
     (tmp_path / "memory" / "memory.limit_in_bytes").write_text(str(2**63 - 4096))  # v1's "unlimited"
-    assert environment.read_cgroup_limits(tmp_path) == (1.0, None)
+    assert cgroups.read_cgroup_limits(tmp_path) == (1.0, None)
 
 
 def test_missing_cgroup_files_mean_no_limits(tmp_path):
-    assert environment.read_cgroup_limits(tmp_path) == (None, None)
+    assert cgroups.read_cgroup_limits(tmp_path) == (None, None)
 
 
 V1_MEMBERSHIP = "4:memory:/process_api/job7\n2:cpu,cpuacct:/grading/student3\n0::/\n"
@@ -119,7 +119,7 @@ def test_v1_limits_of_a_nested_cgroup_come_from_the_process_own_folder(tmp_path)
     (memory / "process_api" / "job7").mkdir(parents=True)
     (memory / "memory.limit_in_bytes").write_text(str(2**63 - 4096))
     (memory / "process_api" / "job7" / "memory.limit_in_bytes").write_text(f"{2 * 2**30}\n")
-    assert environment.read_cgroup_limits(tmp_path, V1_MEMBERSHIP) == (0.5, 2 * 2**30)
+    assert cgroups.read_cgroup_limits(tmp_path, V1_MEMBERSHIP) == (0.5, 2 * 2**30)
 
 
 def test_the_tightest_limit_on_the_way_to_the_root_wins(tmp_path):
@@ -129,17 +129,17 @@ def test_the_tightest_limit_on_the_way_to_the_root_wins(tmp_path):
     (tmp_path / "user.slice" / "memory.max").write_text(f"{3 * 2**30}\n")
     (tmp_path / "user.slice" / "lab" / "cpu.max").write_text("max 100000\n")
     (tmp_path / "user.slice" / "lab" / "memory.max").write_text(f"{4 * 2**30}\n")
-    assert environment.read_cgroup_limits(tmp_path, "0::/user.slice/lab\n") == (1.0, 3 * 2**30)
+    assert cgroups.read_cgroup_limits(tmp_path, "0::/user.slice/lab\n") == (1.0, 3 * 2**30)
 
 
 def test_a_container_that_sees_its_cgroup_at_the_root_reads_the_root(tmp_path):
     """Without a cgroup namespace /proc/self/cgroup names a path the container cannot see."""
     (tmp_path / "memory.max").write_text(f"{2 * 2**30}\n")
-    assert environment.read_cgroup_limits(tmp_path, "0::/kubepods/pod42/abc\n") == (None, 2 * 2**30)
+    assert cgroups.read_cgroup_limits(tmp_path, "0::/kubepods/pod42/abc\n") == (None, 2 * 2**30)
 
 
 def test_cgroup_membership_lines_are_parsed_per_controller():
-    paths = environment.cgroup_paths(V1_MEMBERSHIP + "garbage\n")
+    paths = cgroups.cgroup_paths(V1_MEMBERSHIP + "garbage\n")
     assert paths["memory"] == "/process_api/job7"
     assert paths["cpu"] == paths["cpuacct"] == paths["cpu,cpuacct"] == "/grading/student3"
     assert paths[""] == "/"
@@ -237,23 +237,23 @@ def test_memory_left_is_the_limit_minus_the_working_set_v1(tmp_path):
     (job / "memory.limit_in_bytes").write_text(f"{2 * 2**30}\n")
     (job / "memory.usage_in_bytes").write_text(f"{3 * 2**29}\n")                    # 1.5 GiB charged...
     (job / "memory.stat").write_text(f"cache 1\ntotal_inactive_file {2**29}\n")     # ...0.5 GiB of it reclaimable
-    assert environment.memory_left_bytes(tmp_path, "4:memory:/jobs/7\n") == 2**30
+    assert cgroups.memory_left_bytes(tmp_path, "4:memory:/jobs/7\n") == 2**30
 
 
 def test_memory_left_is_the_limit_minus_the_working_set_v2(tmp_path):
     (tmp_path / "memory.max").write_text(f"{2 * 2**30}\n")
     (tmp_path / "memory.current").write_text(f"{7 * 2**28}\n")
     (tmp_path / "memory.stat").write_text(f"anon 5\ninactive_file {2**28}\n")
-    assert environment.memory_left_bytes(tmp_path, "0::/\n") == 2**29
+    assert cgroups.memory_left_bytes(tmp_path, "0::/\n") == 2**29
 
 
 def test_memory_left_falls_back_to_this_process_rss_without_a_usage_file(tmp_path):
-    limit = environment.psutil.virtual_memory().available // 2  # binding: below what the host has available
+    limit = cgroups.psutil.virtual_memory().available // 2  # binding: below what the host has available
     (tmp_path / "memory.max").write_text(f"{limit}\n")
-    rss = environment.psutil.Process().memory_info().rss
-    assert abs(environment.memory_left_bytes(tmp_path, "0::/\n") - (limit - rss)) < 2**26
+    rss = cgroups.psutil.Process().memory_info().rss
+    assert abs(cgroups.memory_left_bytes(tmp_path, "0::/\n") - (limit - rss)) < 2**26
 
 
 def test_without_a_limit_memory_left_is_what_the_host_has_available(tmp_path):
-    left = environment.memory_left_bytes(tmp_path, "0::/\n")
-    assert abs(left - environment.psutil.virtual_memory().available) < 2**28
+    left = cgroups.memory_left_bytes(tmp_path, "0::/\n")
+    assert abs(left - cgroups.psutil.virtual_memory().available) < 2**28

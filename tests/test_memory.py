@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_lib import CourseError, memory
+from course_lib import CourseError, devices, memory
 
 F32 = 4  # bytes per float32
 
@@ -278,9 +278,9 @@ def test_without_onednn_the_cpu_is_measured_from_the_process_rss():
 
 
 def test_device_names_are_normalised():
-    assert memory._device_name("/device:GPU:1") == "GPU:1"
-    assert memory._device_name("gpu") == "GPU:0"
-    assert memory._device_name("/physical_device:CPU:0") == "CPU:0"
+    assert devices.device_name("/device:GPU:1") == "GPU:1"
+    assert devices.device_name("gpu") == "GPU:0"
+    assert devices.device_name("/physical_device:CPU:0") == "CPU:0"
 
 
 def test_main_prints_estimates_and_the_lecture_rule(capsys):
@@ -322,11 +322,11 @@ def test_fit_batch_sizes_rejects_bad_input():
 
 
 def test_fit_batch_sizes_defaults_to_the_memory_this_process_has_left(monkeypatch, capsys):
-    from course_lib import environment
+    from course_lib import cgroups
 
-    left = environment.memory_left_bytes()
-    assert 0 < left <= environment.psutil.virtual_memory().total
-    monkeypatch.setattr(environment, "memory_left_bytes", lambda: mlp_inference_bytes(8))
+    left = cgroups.memory_left_bytes()
+    assert 0 < left <= cgroups.psutil.virtual_memory().total
+    monkeypatch.setattr(cgroups, "memory_left_bytes", lambda: mlp_inference_bytes(8))
     assert memory.fit_batch_sizes(mlp(), (8, 9), (784,)) == (8,)
     assert f"{mlp_inference_bytes(8) / memory.MIB:,.0f} MiB left" in capsys.readouterr().out
 

@@ -24,7 +24,7 @@ from course_lib.dev.cgroup_sandbox import Sandbox, Usage
 from course_lib.dev.release import assignment_ids
 from course_lib.errors import CourseError
 
-PROBE = "import json; from course_lib import environment; print(json.dumps(environment.read_cgroup_limits()))"
+PROBE = "import json; from course_lib import cgroups; print(json.dumps(cgroups.read_cgroup_limits()))"
 
 
 @dataclass

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from course_lib.environment import (
+from course_lib.cgroups import (
     MEMORY_FILES,
     cgroup_folder,
     cgroup_paths,

@@ -4,7 +4,7 @@ TensorFlow starts one thread per host core. Under a CPU quota (Binder: 1 CPU) th
 the quota early in each 100 ms CFS period and then all stall until the next one: the median call
 looks fast and the tail is not. This times the same matmul in a cgroup with the quota, once with
 TensorFlow's default threads and once with threads sized to the quota
-(`environment.limit_threads_to_quota`), each in a fresh process. Needs root (a cgroup is made).
+(`devices.limit_threads_to_quota`), each in a fresh process. Needs root (a cgroup is made).
 
     python -m course_lib.dev.quota_threads [--cpus 1] [--size 1024] [--repeats 60]
 """
@@ -21,9 +21,9 @@ PROBE = """
 import json, sys, time
 import numpy as np
 import tensorflow as tf
-from course_lib import environment
+from course_lib import devices
 size, repeats, sized = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "sized"
-threads = environment.limit_threads_to_quota() if sized else None
+threads = devices.limit_threads_to_quota() if sized else None
 a, b = tf.random.normal((size, size)), tf.random.normal((size, size))
 matmul = tf.function(lambda: tf.linalg.matmul(a, b))
 for _ in range(5):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,24 +22,25 @@ from pathlib import Path
 import requests
 
 from course_lib.paths import course_root
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from course_lib.serving.launcher import free_port, read_log_tail
 
 
 def start_lab_and_stop(checkout: Path, venv: Path, home: Path, timeout: float = 120) -> tuple[float, str]:
-    """Run `make lab` until JupyterLab answers, then Ctrl-C it; returns (seconds to served, its output)."""
+    """Run `make lab` until JupyterLab answers, then Ctrl-C it; returns (seconds to served, its output).
+
+    The output goes to a log file in `home` (a pipe read only at the end would block JupyterLab once
+    about 64 KiB of log had built up); the error when it never serves ends with the log's tail.
+    """
     port, token = free_port(), "startup-check"
+    log = home / f"make-lab-{port}.log"
     started = time.monotonic()
-    process = subprocess.Popen(
-        # -o: the venv is built already; never rebuild it (with another checkout's files) from here.
-        ["make", "-C", str(checkout), "-o", str(venv / ".course-installed"), "lab", f"VENV={venv}",
-         f"PORT={port}", f"TOKEN={token}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        env={**os.environ, "HOME": str(home), "JUPYTER_RUNTIME_DIR": str(home / "runtime")})
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            # -o: the venv is built already; never rebuild it (with another checkout's files) from here.
+            ["make", "-C", str(checkout), "-o", str(venv / ".course-installed"), "lab", f"VENV={venv}",
+             f"PORT={port}", f"TOKEN={token}"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "HOME": str(home), "JUPYTER_RUNTIME_DIR": str(home / "runtime")})
     served = None
     try:
         while time.monotonic() - started < timeout and process.poll() is None:
@@ -50,18 +50,20 @@ def start_lab_and_stop(checkout: Path, venv: Path, home: Path, timeout: float = 
                     served = time.monotonic() - started
                     break
             except requests.ConnectionError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)  # measured to 0.1 s: a finer poll would only load the CPU JupyterLab starts on
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGINT)
         try:
-            output, _ = process.communicate(timeout=30)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
+            process.wait()
+    output = log.read_text(errors="replace")
     if served is None:
         raise RuntimeError(f"make lab did not serve JupyterLab within {timeout:g} s "
-                           f"(exit {process.returncode}):\n{output[-3000:]}")
+                           f"(exit {process.returncode}); last lines of {log}:\n{read_log_tail(log, 40)}")
     return served, output
 
 

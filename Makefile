@@ -21,7 +21,7 @@ SOURCES    ?= $(CURDIR)/solutions
 CLASSROOM   = $(PY) -m course_lib.dev.classroom --course $(COURSE_DIR) --sources $(SOURCES)
 
 .PHONY: help venv kernel notebooks lab fresh test lint strip refresh lock doctor clean \
-        course release grade feedback grades formgrader progress gpu-report binder-check binder-badge
+        course release grade feedback grades formgrader progress gpu-report binder-check binder-badge currency
 
 # GPU CI and lab VMs: every notebook with QUICK=False plus the measured report (DRY_RUN=1: CPU sizes).
 REPORT_DIR ?= results/$(shell date -u +%Y%m%d-%H%M)
@@ -36,6 +36,7 @@ help:
 	@echo "make gpu-report [DRY_RUN=1] [REPORT_DIR=results/...]   measured performance report"
 	@echo "make binder-check [NOTEBOOKS=..] [OUT=..]   every notebook under Binder's 2 GB / 1 CPU (root: a cgroup)"
 	@echo "make binder-badge   point the README's Binder badge at this repository's GitHub remote"
+	@echo "make currency [CURRENCY_OUT=results/...]   every notebook and the suite on the newest TensorFlow and Keras"
 	@echo "make lint | strip | refresh NB=... | doctor | lock | clean"
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
@@ -135,6 +136,12 @@ binder-check: $(STAMP)
 # After publishing on GitHub: fill the README's Binder badge from `git remote get-url origin`.
 binder-badge: $(STAMP)
 	$(PY) -m course_lib.dev.binder_badge
+
+# The newest TensorFlow and Keras (release candidates included) in a venv of their own (.currency-venv),
+# every notebook and the suite on them: report.md and report.json say what breaks. The pins stay as they are.
+CURRENCY_OUT ?= results/currency-$(shell date -u +%Y%m%d)
+currency:
+	$(PYTHON) -m course_lib.dev.currency --out $(CURRENCY_OUT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

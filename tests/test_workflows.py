@@ -16,7 +16,7 @@ ACTIONLINT = Path(sys.executable).with_name("actionlint")
 
 
 def test_workflows_pass_actionlint():
-    assert [w.name for w in WORKFLOWS] == ["cpu-tests.yml", "gpu-notebooks.yml"]
+    assert [w.name for w in WORKFLOWS] == ["cpu-tests.yml", "currency.yml", "gpu-notebooks.yml"]
     result = subprocess.run([str(ACTIONLINT), "-no-color", *map(str, WORKFLOWS)], cwd=ROOT, capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr

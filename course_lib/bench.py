@@ -25,6 +25,7 @@ import numpy as np
 
 from course_lib.devices import materialize
 from course_lib.errors import CourseError
+from course_lib.shapes import check_input_shape
 
 METHODS = ("predict", "call", "function", "xla")
 """What `benchmark` can time: `model.predict`, `model(x, training=False)`, a compiled `tf.function`,
@@ -130,50 +131,6 @@ def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:
     if unknown:
         raise CourseError(f"unknown benchmark method(s) {unknown}: choose from {METHODS}")
     return chosen
-
-
-def check_input_shape(model: Any, input_shape: Sequence[int]) -> tuple[int, ...]:
-    """Check a per-example `input_shape` (no batch dimension) against what the model declares.
-
-    Catching the mismatch here gives one clear message instead of an error from deep inside a
-    convolution. Models that declare no input (unbuilt subclassed models) are not checked.
-    """
-    try:
-        shape = tuple(int(d) for d in input_shape)
-    except (TypeError, ValueError):
-        raise CourseError(
-            f"input_shape must be a tuple of positive integers without the batch dimension, "
-            f"e.g. (224, 224, 3); got {input_shape!r}"
-        ) from None
-    if not shape or any(d < 1 for d in shape):
-        raise CourseError(
-            f"input_shape must be a non-empty tuple of positive integers without the batch "
-            f"dimension, e.g. (224, 224, 3); got {input_shape!r}"
-        )
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        return shape  # nothing declared: the first call will tell
-    if not inputs:
-        return shape
-    if len(inputs) != 1:
-        raise CourseError(
-            f"the benchmark feeds one input tensor, but this model has {len(inputs)} inputs: "
-            "wrap it in a function of one tensor and use time_callable instead"
-        )
-    expected = tuple(inputs[0].shape)[1:]
-    compatible = len(expected) == len(shape) and all(e is None or e == g for e, g in zip(expected, shape, strict=True))
-    if not compatible:
-        raise CourseError(
-            f"input shape mismatch: the model expects {_shape_text(expected)} per example "
-            f"(batch shape {_shape_text(tuple(inputs[0].shape))}), got {shape}. Pass input_shape "
-            "without the batch dimension, channels last (NHWC)."
-        )
-    return shape
-
-
-def _shape_text(shape: Sequence[int | None]) -> str:
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
 
 
 def make_runner(model: Any, method: str) -> Callable[[np.ndarray], Any]:

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from course_lib import CourseError, devices, memory
+from course_lib.memory import cli as memory_cli
 
 F32 = 4  # bytes per float32
 
@@ -284,7 +285,7 @@ def test_device_names_are_normalised():
 
 
 def test_main_prints_estimates_and_the_lecture_rule(capsys):
-    assert memory.main(["--model", "tiny", "--batch-sizes", "1,4", "--measure"]) == 0
+    assert memory_cli.main(["--model", "tiny", "--batch-sizes", "1,4", "--measure"]) == 0
     out = capsys.readouterr().out
     assert "lecture total MiB" in out and "measured fn MiB" in out
     assert "tiny_cnn at batch size 4" in out

@@ -4,26 +4,23 @@ The lecture guesses activations as 2.5x the model size, whatever the batch size.
 with the batch and depend on layer shapes, not on parameter counts, so this module reads them off
 the layer graph: parameter bytes per dtype, every layer's output at the batch size, the tensors
 alive at once during inference, and the extra state training keeps (gradients, optimizer slots).
-`lecture_rule` keeps the lecture's formula so notebook 10 can put the two side by side, and
-`measure_peak` checks either against measurement: TensorFlow's allocator statistics where it keeps
-them (GPUs; CPUs with oneDNN on), else the process's resident memory, saying which it used.
+`lecture_rule` keeps the lecture's formula so notebook 10 can put the two side by side;
+course_lib.memory.measure checks either against measurement.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from course_lib.errors import CourseError
-
-MIB = 1024**2
-GIB = 1024**3
+from course_lib.shapes import check_batch_size, check_input_shape
+from course_lib.units import MIB
 
 DEFAULT_HEADROOM = 1.2
 DEFAULT_RUNTIME_OVERHEAD_BYTES = 512 * MIB
@@ -42,15 +39,6 @@ OPTIMIZER_SLOTS = {
 """Extra copies of the trainable parameters an optimizer keeps (Keras 3): momentum buffers,
 first and second moments. Adam keeps m and v, so training with it holds 4 copies of the weights
 (weights, gradients, m, v)."""
-
-COMMON_GPUS = {
-    "16 GB (T4, V100 16GB)": 16 * GIB,
-    "24 GB (A10, L4, RTX 4090)": 24 * GIB,
-    "40 GB (A100 40GB)": 40 * GIB,
-    "48 GB (L40S, RTX A6000)": 48 * GIB,
-    "80 GB (A100 80GB, H100)": 80 * GIB,
-}
-"""Memory sizes of common data-centre GPUs, smallest first (nominal; a little less is usable)."""
 
 
 @dataclass(frozen=True)
@@ -321,13 +309,8 @@ def _profile(model: Any, batch_size: int, activation_dtype: str | None, prefix: 
 def activation_bytes_by_layer(model: Any, batch_size: int,
                               activation_dtype: str | None = None) -> list[LayerActivation]:
     """Each layer call's output shapes and bytes at `batch_size`, nested models flattened, in run order."""
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     return _profile(model, batch_size, activation_dtype).layers
-
-
-def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise CourseError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
 def optimizer_slots(optimizer: Any) -> tuple[str, int]:
@@ -343,14 +326,6 @@ def optimizer_slots(optimizer: Any) -> tuple[str, int]:
     if name in OPTIMIZER_SLOTS:
         return name, OPTIMIZER_SLOTS[name]
     raise CourseError(f"unknown optimizer {type(optimizer).__name__}: pass one of {sorted(OPTIMIZER_SLOTS)}")
-
-
-def _check_input_shape(model: Any, input_shape: Sequence[int] | None) -> None:
-    if input_shape is None:
-        return
-    from course_lib.bench import check_input_shape
-
-    check_input_shape(model, input_shape)
 
 
 def estimate_memory(
@@ -370,10 +345,11 @@ def estimate_memory(
     `activation_dtype` overrides the dtype layers declare (under mixed_float16 they already
     declare float16). See MemoryEstimate for what each figure means and how the headroom is used.
     """
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     if headroom < 1:
         raise CourseError(f"headroom is a factor >= 1 on top of the estimate, got {headroom}")
-    _check_input_shape(model, input_shape)
+    if input_shape is not None:
+        check_input_shape(model, input_shape)
     optimizer_name, slots = optimizer_slots(optimizer)
     profile = _profile(model, batch_size, activation_dtype)
 
@@ -404,57 +380,13 @@ def estimate_memory(
     )
 
 
-def fit_batch_sizes(
-    model: Any,
-    batch_sizes: Sequence[int],
-    input_shape: Sequence[int] | None = None,
-    available_bytes: int | None = None,
-    headroom: float = DEFAULT_HEADROOM,
-    eager: bool = False,
-) -> tuple[int, ...]:
-    """The batch sizes whose inference fits the memory left, smallest first; the others are dropped, loudly.
-
-    On Binder (about 2 GB) a batch sized for the host gets the kernel OOM-killed ("the kernel
-    died") and the run is lost. Each size's estimate (weights + peak live activations, x headroom)
-    is checked against `available_bytes`, by default what the container's cgroup leaves this
-    process (`cgroups.memory_left_bytes`). With `eager=True` the estimate is
-    `eager_inference_bytes`: an eager call keeps every layer output. The smallest size is always
-    kept, with a warning when even it does not fit.
-    """
-    from course_lib import cgroups
-
-    sizes = sorted({int(size) for size in batch_sizes})
-    if not sizes:
-        raise CourseError("batch_sizes is empty: give at least one batch size, e.g. (1, 8, 32)")
-    for size in batch_sizes:
-        _check_batch_size(size)
-    available = cgroups.memory_left_bytes() if available_bytes is None else int(available_bytes)
-    estimates = {size: estimate_memory(model, size, input_shape, headroom=headroom) for size in sizes}
-    needed = {size: math.ceil((estimate.eager_inference_bytes if eager else estimate.inference_bytes) * headroom)
-              for size, estimate in estimates.items()}
-    kept = tuple(size for size in sizes if needed[size] <= available) or (sizes[0],)
-    dropped = [size for size in sizes if size not in kept]
-    left = f"{available / MIB:,.0f} MiB left"
-    what = f"{model.name} called eagerly" if eager else model.name
-    if dropped:
-        print(f"WARNING: batch sizes {dropped} left out: {what} would need "
-              f"{', '.join(f'{needed[s] / MIB:,.1f}' for s in dropped)} MiB, {left}. "
-              "Run on a machine with more memory (or a GPU) to measure them.")
-    if needed[kept[0]] > available:
-        print(f"WARNING: even batch {kept[0]} needs {needed[kept[0]] / MIB:,.1f} MiB, {left}: "
-              "the kernel may be killed. Restart the kernel to free memory, or use a smaller model.")
-    elif not dropped:
-        print(f"batch sizes {list(kept)} fit: {what} needs at most {needed[kept[-1]] / MIB:,.1f} MiB, {left}")
-    return kept
-
-
 def lecture_rule(model: Any, batch_size: int, input_shape: Sequence[int]) -> dict[str, float]:
     """The lecture's estimate, exactly: float32 params, activations = 2.5 x model, + input, x1.5.
 
     Values in MB (1024**2 bytes) except `recommended_gpu_gb`. Its activation term ignores the
     batch size and the layer shapes: only the input term grows with the batch.
     """
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     model_mb = model.count_params() * 4 / (1024**2)
     input_mb = float(np.prod(input_shape)) * batch_size * 4 / (1024**2)
     activation_mb = model_mb * 2.5
@@ -468,210 +400,3 @@ def lecture_rule(model: Any, batch_size: int, input_shape: Sequence[int]) -> dic
     }
 
 
-def gpu_for(estimate: MemoryEstimate, gpus: Mapping[str, int] = COMMON_GPUS, training: bool = False) -> list[str]:
-    """The GPUs (name -> memory bytes) whose memory holds the recommended amount, smallest first."""
-    needed = estimate.recommended_training_bytes if training else estimate.recommended_inference_bytes
-    return [name for name, size in sorted(gpus.items(), key=lambda item: item[1]) if size >= needed]
-
-
-PEAK_METHODS = ("allocator", "process-rss", "none")
-"""How `measure_peak` got its number: TensorFlow's allocator statistics, the process's resident memory
-high-water mark (Linux), or nothing."""
-
-
-@dataclass(frozen=True)
-class PeakMeasurement:
-    """One peak-memory measurement and how it was taken; `bytes` is None when nothing could be measured.
-
-    `method` is one of PEAK_METHODS; `note` says what the number counts (or why there is none), so a
-    table can print it next to the figure instead of leaving a reader to guess.
-    """
-
-    bytes: int | None
-    method: str
-    device: str
-    note: str
-
-    def __str__(self) -> str:
-        figure = "n/a" if self.bytes is None else f"{self.bytes / MIB:,.2f} MiB"
-        return f"{figure} ({self.method} on {self.device}: {self.note})"
-
-
-def _proc_status_bytes(key: str) -> int:
-    """A `kB` line of /proc/self/status (VmRSS: resident now, VmHWM: resident high-water mark) in bytes."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(f"{key}:"):
-                return int(line.split()[1]) * 1024
-    raise OSError(f"/proc/self/status has no {key} line")
-
-
-def _reset_rss_peak() -> str | None:
-    """Hand freed heap back to the OS and reset VmHWM to VmRSS; None on success, else why it failed.
-
-    Writing "5" to /proc/self/clear_refs (Linux 4.0+) resets this process's resident high-water mark.
-    `malloc_trim(0)` first, so pages malloc kept from earlier calls do not hide the new growth.
-    """
-    import ctypes
-    import ctypes.util
-    import gc
-
-    gc.collect()
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc (musl, macOS): nothing to trim, the peak is only less tight
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-        _proc_status_bytes("VmHWM")
-    except OSError as error:
-        return f"the process's peak resident memory cannot be reset here ({error})"
-    return None
-
-
-RSS_NOTE = ("TensorFlow's CPU allocator keeps no statistics without oneDNN, so this is the growth of the "
-            "process's resident memory (Linux VmHWM), what a container's memory limit counts: pages, not "
-            "tensors, so tensors of many MiB read a little above their size (malloc's arenas, kernels' "
-            "buffers) and small ones can read below it (they reuse pages malloc already holds)")
-
-
-def measure_peak(fn: Callable[[], Any], device: str = "GPU:0", include_resident: bool = False) -> PeakMeasurement:
-    """Peak memory while `fn()` runs on `device`, measured the best way this machine allows.
-
-    1. **allocator**: TensorFlow's allocator statistics (`tf.config.experimental.get_memory_info`).
-       Every GPU keeps them. On CPU only the oneDNN allocator does, and TensorFlow 2.21 turns oneDNN
-       on by default only on CPUs with AVX-512-class features (or with `TF_ENABLE_ONEDNN_OPTS=1`);
-       it counts only allocations of 256 KiB or more (smaller ones go to plain malloc), so on CPU it
-       is a lower bound. `TF_CPU_ALLOCATOR_USE_BFC=true`, set before TensorFlow starts, gives the
-       CPU allocator statistics too, without oneDNN.
-    2. **process-rss** (CPU:0 without allocator statistics, Linux): the growth of the process's
-       resident memory high-water mark, reset just before the call (after `malloc_trim`). True on
-       every Linux CPU, x86-64 or ARM, and what a container's memory limit counts; but it counts
-       pages, not tensors: tensors of many MiB read a little above their size (malloc's per-thread
-       arenas, a kernel's scratch buffers), small ones can read below it (they reuse pages malloc
-       already holds). We do not switch oneDNN on to get a counter: that changes the kernels (and
-       their temporary buffers) being measured, and the student's CPU would not run those.
-    3. **none**: no such device, or no counter at all (macOS, Windows CPU without oneDNN): `bytes`
-       is None and `note` says why. Nothing is estimated in its place.
-
-    By default the bytes in use before the call (weights, the input) are subtracted, so the result
-    compares with `activations_peak_inference_bytes`. With `include_resident=True` it is the
-    absolute peak: TensorFlow's tensors for the allocator, the whole process for process-rss.
-    Warm `fn` up first: a first call also traces and autotunes.
-    """
-    import tensorflow as tf
-
-    from course_lib.devices import device_name, materialize
-
-    name = device_name(device)
-    present = [device_name(d.name) for d in tf.config.list_logical_devices()]
-    if name not in present:
-        return PeakMeasurement(None, "none", name, f"no device {name} here (devices: {', '.join(present)}); "
-                               "a GPU is needed to measure GPU memory, or pass device='CPU:0'")
-    try:
-        tf.config.experimental.reset_memory_stats(name)
-        before = tf.config.experimental.get_memory_info(name)["current"]
-    except (ValueError, RuntimeError, tf.errors.OpError) as error:
-        if not name.startswith("CPU"):
-            return PeakMeasurement(None, "none", name, f"the allocator of {name} keeps no statistics ({error})")
-        why_not = _reset_rss_peak()
-        if why_not:
-            return PeakMeasurement(None, "none", name, f"TensorFlow's CPU allocator keeps no statistics "
-                                   f"without oneDNN, and {why_not}")
-        before = _proc_status_bytes("VmRSS")
-        with tf.device(name):
-            materialize(fn())
-        peak = _proc_status_bytes("VmHWM")
-        return PeakMeasurement(int(peak if include_resident else max(peak - before, 0)), "process-rss", name,
-                               RSS_NOTE)
-    with tf.device(name):
-        materialize(fn())
-    peak = tf.config.experimental.get_memory_info(name)["peak"]
-    if peak == 0:
-        return PeakMeasurement(None, "none", name, f"the allocator of {name} recorded no allocations (with "
-                               "oneDNN, TensorFlow's CPU allocator counts only allocations of 256 KiB or more)")
-    counts = ("TensorFlow's allocator" + (" (oneDNN on: allocations of 256 KiB or more)"
-                                          if name.startswith("CPU") else ""))
-    return PeakMeasurement(int(peak if include_resident else max(peak - before, 0)), "allocator", name, counts)
-
-
-def measured_peak_bytes(
-    fn: Callable[[], Any],
-    device: str = "GPU:0",
-    include_resident: bool = False,
-    verbose: bool = True,
-) -> int | None:
-    """`measure_peak(fn, device, include_resident).bytes`: the peak growth (or absolute peak) in bytes.
-
-    When `verbose`, says how the number was measured whenever it is not TensorFlow's own allocator
-    (on a CPU without oneDNN: the process's resident memory), and why when there is no number (None).
-    Use `measure_peak` to get the method and its note with the figure.
-    """
-    measurement = measure_peak(fn, device, include_resident)
-    if verbose and measurement.bytes is None:
-        print(f"measured_peak_bytes: {measurement.note}; returning None (nothing measured).")
-    elif verbose and measurement.method != "allocator":
-        print(f"measured_peak_bytes: measured as {measurement.method} on {measurement.device}: {measurement.note}.")
-    return measurement.bytes
-
-
-def _measure(model: Any, input_shape: tuple[int, ...], batch_size: int) -> dict[str, PeakMeasurement]:
-    """Peak growth for one compiled call and one eager call, each warmed up first (GPU:0 if any)."""
-    import tensorflow as tf
-
-    device = "GPU:0" if tf.config.list_logical_devices("GPU") else "CPU:0"
-
-    batch = np.zeros((batch_size, *input_shape), dtype=np.float32)
-    compiled = tf.function(lambda x: model(x, training=False))
-    results: dict[str, PeakMeasurement] = {}
-    for label, run in (("function", lambda: compiled(tf.constant(batch))),
-                       ("eager", lambda: model(tf.constant(batch), training=False))):
-        run()
-        results[label] = measure_peak(run, device=device)
-    return results
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Print the estimate next to the lecture's rule, and optionally a measurement on CPU:0."""
-    from course_lib.bench import MODEL_NAMES, build_benchmark_model
-
-    parser = argparse.ArgumentParser(prog="python -m course_lib.memory", description=main.__doc__)
-    parser.add_argument("--model", choices=MODEL_NAMES, default="tiny")
-    parser.add_argument("--batch-sizes", default="1,8,32", help="comma-separated, e.g. 1,8,32")
-    parser.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZER_SLOTS))
-    parser.add_argument("--measure", action="store_true", help="measure peak growth on CPU:0 (or GPU:0 if present)")
-    args = parser.parse_args(argv)
-    try:
-        batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
-    except ValueError:
-        parser.exit(2, f"error: --batch-sizes must be comma-separated integers, got {args.batch_sizes!r}\n")
-    model, input_shape = build_benchmark_model(args.model)
-    header = ("batch", "lecture total MiB", "inference MiB", "peak act MiB", "all act MiB", "training MiB")
-    if args.measure:
-        header += ("measured fn MiB", "measured eager MiB")
-    print(" | ".join(header))
-    methods = set()
-    for batch_size in batch_sizes:
-        try:
-            estimate = estimate_memory(model, batch_size, input_shape, optimizer=args.optimizer)
-        except CourseError as error:
-            parser.exit(2, f"error: {error}\n")
-        lecture = lecture_rule(model, batch_size, input_shape)
-        cells = [str(batch_size), f"{lecture['total_mb']:.1f}", f"{estimate.inference_bytes / MIB:.1f}",
-                 f"{estimate.activations_peak_inference_bytes / MIB:.1f}",
-                 f"{estimate.activations_total_bytes / MIB:.1f}", f"{estimate.training_bytes / MIB:.1f}"]
-        if args.measure:
-            measured = _measure(model, input_shape, batch_size)
-            cells += ["n/a" if m.bytes is None else f"{m.bytes / MIB:.1f}" for m in measured.values()]
-            methods |= {f"{m.method} on {m.device}: {m.note}" for m in measured.values()}
-        print(" | ".join(cells))
-    for method in sorted(methods):
-        print(f"measured as {method}")
-    print(estimate.summary())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -6,6 +6,7 @@ import pytest
 
 from course_lib import formats
 from course_lib.errors import CourseError
+from course_lib.formats import cli as formats_cli
 
 # Output parity of Keras (oneDNN or Eigen kernels) against TFLite (XNNPACK, int8): make test runs these
 # again with oneDNN off, as on CPUs without AVX-512.
@@ -233,7 +234,7 @@ def test_choose_format_unknown_target_lists_the_known_ones():
 
 
 def test_benchmark_command_prints_the_table_for_the_tiny_model(capsys, tmp_path):
-    assert formats.main(["--model", "tiny", "--formats", "keras", "tflite-int8", "--workdir", str(tmp_path)]) == 0
+    assert formats_cli.main(["--model", "tiny", "--formats", "keras", "tflite-int8", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| keras |" in out and "| tflite-int8 |" in out
     assert "shipped sample images" in out

@@ -11,7 +11,7 @@ import sys
 
 COMMANDS = {
     "doctor": ("course_lib.environment", "main", "print the environment report and what to fix"),
-    "prefetch": ("course_lib.models", "prefetch_main", "download the pretrained weights the course uses"),
+    "prefetch": ("course_lib.models.prefetch", "prefetch_main", "download the pretrained weights the course uses"),
     "lab": ("course_lib.lab", "main", "start JupyterLab on your notebooks in work/"),
     "workspace": ("course_lib.workspace", "main", "bring work/ up to date, never overwriting your changes"),
     "fresh": ("course_lib.workspace", "fresh_main", "a fresh copy of a course notebook beside yours"),

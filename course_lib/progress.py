@@ -29,19 +29,18 @@ class ExerciseResult:
 
 
 def _is_test_cell(cell) -> bool:
-    meta = cell.metadata.get("nbgrader", {})
-    return cell.cell_type == "code" and meta.get("grade") and not meta.get("solution")
+    """A graded test cell (nbgrader's cell kinds: graded, not an answer)."""
+    from nbgrader.utils import is_grade, is_solution
+
+    return cell.cell_type == "code" and bool(is_grade(cell)) and not is_solution(cell)
 
 
 def started(nb: nbformat.NotebookNode) -> bool:
     """True once any answer cell differs from the released version (nbgrader's checksum)."""
-    from nbgrader.utils import compute_checksum
+    from nbgrader.utils import compute_checksum, is_solution
 
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution") and "checksum" in meta and compute_checksum(cell) != meta["checksum"]:
-            return True
-    return False
+    return any(is_solution(cell) and "checksum" in cell.metadata["nbgrader"]
+               and compute_checksum(cell) != cell.metadata["nbgrader"]["checksum"] for cell in nb.cells)
 
 
 def first_failure(cell) -> str:

@@ -38,7 +38,14 @@ def is_reference_cell(cell: nbformat.NotebookNode) -> bool:
 
 
 def strip_notebook(nb: nbformat.NotebookNode, keep_references: bool = True) -> nbformat.NotebookNode:
-    """Remove outputs, counts and volatile metadata; keep reference cells' outputs if asked."""
+    """Remove outputs, counts and volatile metadata; keep reference cells' outputs if asked.
+
+    Why not nbstripout's `strip_output` (nbstripout 0.9.1 is pinned): it keeps or drops execution
+    counts for the whole notebook (`keep_count`), but nbval needs the count on each
+    `# NBVAL_CHECK_OUTPUT` cell and on no other cell; it picks the cells whose outputs stay by a
+    `keep_output` metadata flag, not by the marker in the source the course uses; and unless told
+    `keep_id` it renumbers cell ids. Wrapping it would take more code than these few lines.
+    """
     nb.metadata.pop("widgets", None)
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     for cell in nb.cells:

@@ -81,6 +81,43 @@ def test_tf_keras_follows_tensorflows_minor_version():
     assert currency.minor_of("2.22.0rc0") == (2, 22)
 
 
+# What pip 25 printed when tf-keras 2.21.0 met tensorflow 2.22.0rc0 (run of 2026-12-01).
+PIP_CONFLICT = """\
+Collecting tf-keras==2.21.0
+  Downloading tf_keras-2.21.0-py3-none-any.whl (1.7 MB)
+
+The conflict is caused by:
+    tf-keras 2.21.0 depends on tensorflow<2.22 and >=2.21
+    The user requested (constraint) tensorflow==2.22.0rc0
+
+Additionally, some packages in these conflicts have no matching distributions available for your environment:
+    tensorflow
+
+ERROR: Cannot install tf-keras==2.21.0 because these package versions have conflicting dependencies.
+ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/en/latest/topics/dependency-resolution/
+"""
+
+
+def test_a_pip_conflict_is_said_in_one_line():
+    assert currency.pip_conflict(PIP_CONFLICT) == ("tf-keras 2.21.0 depends on tensorflow<2.22 and >=2.21; "
+                                                   "The user requested (constraint) tensorflow==2.22.0rc0")
+    assert currency.pip_conflict("ERROR: No matching distribution found for tensorflow==9.0\n") == (
+        "ERROR: No matching distribution found for tensorflow==9.0")
+
+
+def test_the_report_names_the_commit_it_tested(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "f.txt").write_text("a")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "f.txt"], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"],
+                   check=True)
+    commit = currency.course_commit(tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{12}", commit)
+    (tmp_path / "f.txt").write_text("b")
+    assert currency.course_commit(tmp_path) == commit + " with uncommitted changes"
+    assert currency.course_commit(tmp_path / "missing").startswith("unknown")
+
+
 def test_a_failing_notebook_reports_its_source_cell_and_first_error_line(tmp_path):
     runs = [run_notebook("params-demo", tmp_path, {}, source_root=FIXTURES),
             run_notebook("broken-demo", tmp_path, {}, source_root=FIXTURES)]
@@ -147,7 +184,8 @@ def test_pytest_output_gives_counts_and_each_failure_with_its_first_line(tmp_pat
 def test_the_report_names_versions_broken_notebooks_and_failing_tests(tmp_path):
     parsed = currency.parse_pytest_output(run_small_suite(tmp_path).stdout)
     report = {
-        "date": "2026-12-01", "notes": ["No tf-keras for tensorflow 2.22 on the index yet."],
+        "date": "2026-12-01", "commit": "0123456789ab", "python": "3.11.7",
+        "notes": ["No tf-keras for tensorflow 2.22 on the index yet."],
         "pins": {"tensorflow": "2.21.0", "keras": "3.15.1", "tf-keras": "2.21.0"},
         "newest": {"tensorflow": "2.22.0rc0", "keras": "3.15.1", "tf-keras": "2.21.0"},
         "versions": {"tensorflow": "2.22.0rc0", "keras": "3.15.1", "tf-keras": "2.21.0", "numpy": "2.4.6"},
@@ -165,6 +203,7 @@ def test_the_report_names_versions_broken_notebooks_and_failing_tests(tmp_path):
     json_path, md_path = currency.write_report(report, tmp_path / "out")
     assert json.loads(json_path.read_text()) == report
     text = md_path.read_text()
+    assert "Course at commit 0123456789ab, Python 3.11.7." in text
     assert "| tensorflow | 2.21.0 | 2.22.0rc0 | 2.22.0rc0 |" in text
     assert "Imported in the environment: tensorflow 2.22.0-rc0, keras 3.15.1." in text
     assert "- No tf-keras for tensorflow 2.22 on the index yet." in text

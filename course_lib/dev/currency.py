@@ -217,6 +217,8 @@ def parse_pytest_output(output: str) -> dict:
 def render_report(report: dict) -> str:
     """report.md: versions, how they were installed, each notebook's result, the suite's failures."""
     lines = [f"# Currency: the course on the newest TensorFlow and Keras ({report['date']})", ""]
+    if report.get("commit"):
+        lines += [f"Course at commit {report['commit']}, Python {report.get('python', '?')}.", ""]
     versions = report.get("versions", {})
     imported = report.get("imported", {})
     lines += ["| package | course pin | newest on the index | installed |", "|---|---|---|---|"]
@@ -304,11 +306,13 @@ class Environment:
         return self.run([str(self.python), "-m", "pip", *args], timeout=timeout)
 
 
-def pip_conflict(stderr: str) -> str:
-    """The lines of a failed pip install that say why (the conflict), joined: for the report."""
-    reasons = [line.strip() for line in stderr.splitlines()
-               if re.search(r"depends on|requires|conflict|No matching distribution|Could not find", line)]
-    return " / ".join(dict.fromkeys(reasons)) or first_line(stderr[-2000:])
+def pip_conflict(output: str) -> str:
+    """Why a pip install failed, in one line for the report: the resolver's `X depends on Y` and
+    `The user requested` lines when it names a conflict, else its first ERROR line."""
+    lines = [line.strip() for line in output.splitlines()]
+    reasons = [line for line in lines if " depends on " in line or line.startswith("The user requested")]
+    reasons = reasons or [line for line in lines if line.startswith("ERROR:")]
+    return "; ".join(dict.fromkeys(reasons)) or first_line(output[-2000:]) or "no message"
 
 
 def newest_versions(env: Environment) -> dict[str, list[str]]:
@@ -343,7 +347,7 @@ def build_environment(env: Environment, report: dict, work: Path) -> None:
     env.pip("install", "--quiet", "--upgrade", "pip")
     result = env.pip("install", "-r", str(req_file), "-c", str(con_file))
     if result.returncode:
-        raise RuntimeError(f"the course's own pins do not install: {pip_conflict(result.stderr)}")
+        raise RuntimeError(f"the course's own pins do not install: {pip_conflict(result.stdout + result.stderr)}")
 
     available = newest_versions(env)
     tensorflow, keras = available["tensorflow"][0], available["keras"][0]
@@ -354,11 +358,11 @@ def build_environment(env: Environment, report: dict, work: Path) -> None:
     result = env.pip("install", "--pre", *targets, "-c", str(con_file))
     if result.returncode:
         notes.append(f"tensorflow {tensorflow} and keras {keras} conflict with the course's lock "
-                     f"({pip_conflict(result.stderr)}); installed without the lock.")
+                     f"({pip_conflict(result.stdout + result.stderr)}); installed without the lock.")
         result = env.pip("install", "--pre", *targets)
         if result.returncode:
             raise RuntimeError(f"tensorflow {tensorflow} with keras {keras} does not install: "
-                               f"{pip_conflict(result.stderr)}")
+                               f"{pip_conflict(result.stdout + result.stderr)}")
     installed = installed_versions(env)
     if "keras-nightly" in installed:
         env.pip("uninstall", "--yes", "keras-nightly")
@@ -379,8 +383,8 @@ def build_environment(env: Environment, report: dict, work: Path) -> None:
         result = env.pip("install", "--pre", requirement, "-c", str(pinned))
         if result.returncode:
             env.pip("install", "--no-deps", requirement)
-            notes.append(f"{requirement} refuses tensorflow {tensorflow} ({pip_conflict(result.stderr)}); "
-                         f"installed with --no-deps.")
+            why = pip_conflict(result.stdout + result.stderr)
+            notes.append(f"{requirement} refuses tensorflow {tensorflow} ({why}); installed with --no-deps.")
 
     result = env.pip("install", "--quiet", "--no-deps", "--no-build-isolation", "-e", str(REPO_ROOT))
     if result.returncode:
@@ -404,6 +408,19 @@ def build_environment(env: Environment, report: dict, work: Path) -> None:
     except (IndexError, json.JSONDecodeError):
         last = [line for line in probe.stderr.splitlines() if line.strip()][-1:] or ["no message"]
         report["imported"] = {"tensorflow": f"does not import ({last[0].strip()})"}
+
+
+def course_commit(root: Path = REPO_ROOT) -> str:
+    """The commit the run tested, with a warning when the working tree differs from it."""
+    def git(*args: str) -> str:
+        try:
+            result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        except OSError:  # no git, or no such folder
+            return ""
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown (not a git checkout)"
+    return commit + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def installed_versions(env: Environment) -> dict[str, str]:
@@ -457,8 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     env = Environment(args.venv.resolve(), args.out / "log.txt")
     env.log_path.write_text(f"currency run {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}\n")
-    report: dict = {"date": dt.date.today().isoformat(), "python": sys.version.split()[0], "notes": [],
-                    "seconds": {}}
+    report: dict = {"date": dt.date.today().isoformat(), "commit": course_commit(),
+                    "python": sys.version.split()[0], "notes": [], "seconds": {}}
     started = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="currency-") as work:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -198,3 +200,15 @@ def test_repo_root_has_one_home():
             if any(isinstance(t, ast.Name) and t.id == "REPO_ROOT" for t in targets) and module != "course_lib.paths":
                 offenders.append(module)
     assert offenders == [], f"import REPO_ROOT from course_lib.paths instead of defining it in {offenders}"
+
+
+def test_importing_the_library_imports_no_tensorflow():
+    """Rule 5: TensorFlow and Keras load inside the functions that need them, so doctor runs without them."""
+    # The server's modules run in the server's process, which needs TensorFlow anyway; `course_lib.serving`
+    # itself stays cheap (its names load on first use).
+    library = [m for m in MODULES if group(m) != "dev" and not m.endswith("__main__")
+               and not m.startswith("course_lib.serving.")]
+    probe = (f"import sys; [__import__(m) for m in {library!r}]; "
+             "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

@@ -5,6 +5,10 @@ ServingError (a CourseError) carrying the server's own message and status code, 
 cannot be reached says so in words, instead of a bare "connection refused".
 """
 
+# Generated *_pb2 modules build their message classes from descriptors at import time, so pyright
+# cannot see their attributes (PredictRequest, DT_FLOAT, ...): attribute checks are off in this file.
+# pyright: reportAttributeAccessIssue=false
+
 from __future__ import annotations
 
 import base64
@@ -198,7 +202,7 @@ class GrpcClient:
             return method(request, timeout=timeout or self.timeout)
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-            details = exc.details() if hasattr(exc, "details") else str(exc)
+            details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
             if code == grpc.StatusCode.UNAVAILABLE:
                 details = f"Cannot reach the model server at {self.target}: is it running, on this port? ({details})"
             raise ServingError(code, details) from None

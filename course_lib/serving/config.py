@@ -5,6 +5,10 @@ command line works against both servers. Config files are text protobufs parsed 
 `google.protobuf.text_format` into TF Serving's own message types, never by hand.
 """
 
+# Generated *_pb2 modules build their message classes from descriptors at import time, so pyright
+# cannot see their attributes (PredictRequest, DT_FLOAT, ...): attribute checks are off in this file.
+# pyright: reportAttributeAccessIssue=false
+
 from __future__ import annotations
 
 import argparse

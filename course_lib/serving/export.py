@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import tensorflow as tf
@@ -124,14 +124,14 @@ def export_model(
     probe = _as_list(model(zeros if len(zeros) > 1 else zeros[0], training=False))
     output_names = _output_names(model, len(probe))
 
-    def call_model(tensors: list[tf.Tensor]):
+    def call_model(tensors: list):
         return _as_list(model(tensors if len(tensors) > 1 else tensors[0], training=False))
 
     @tf.function(input_signature=specs)
     def serve(*tensors):
         return dict(zip(output_names, call_model(list(tensors)), strict=True))
 
-    signatures = {PREDICT_SIGNATURE: serve}
+    signatures: dict[str, Callable[..., dict]] = {PREDICT_SIGNATURE: serve}
     features = _feature_spec(specs)
     single = probe[0] if len(probe) == 1 else None
     fits_classify = features is not None and single is not None and single.shape.rank == 2 and single.shape[-1] >= 2
@@ -145,34 +145,36 @@ def export_model(
                 f"shapes of float, int or string (got outputs {[tuple(p.shape) for p in probe]})"
             )
 
-    def parse(serialized):
-        parsed = tf.io.parse_example(serialized, features)
-        return [tf.cast(parsed[s.name], s.dtype) for s in specs]
+    # Both signatures need every input as a tf.Example feature and a single output (checked above).
+    if features is not None and single is not None:
+        def parse(serialized):
+            parsed = tf.io.parse_example(serialized, features)
+            return [tf.cast(parsed[name], spec.dtype) for name, spec in zip(features, specs, strict=True)]
 
-    if classify or (classify is None and fits_classify):
-        num_classes = int(single.shape[-1])
-        labels = [str(i) for i in range(num_classes)] if class_names is None else [str(c) for c in class_names]
-        if len(labels) != num_classes:
-            raise CourseError(f"class_names has {len(labels)} names but the model has {num_classes} outputs")
-        label_tensor = tf.constant(labels)
+        if classify or (classify is None and fits_classify):
+            num_classes = int(single.shape[-1])
+            labels = [str(i) for i in range(num_classes)] if class_names is None else [str(c) for c in class_names]
+            if len(labels) != num_classes:
+                raise CourseError(f"class_names has {len(labels)} names but the model has {num_classes} outputs")
+            label_tensor = tf.constant(labels)
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
-        def classify_fn(serialized):
-            scores = tf.cast(call_model(parse(serialized))[0], tf.float32)
-            classes = tf.tile(label_tensor[tf.newaxis, :], [tf.shape(scores)[0], 1])
-            return {"classes": classes, "scores": scores}
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+            def classify_fn(serialized):
+                scores = tf.cast(call_model(parse(serialized))[0], tf.float32)
+                classes = tf.tile(label_tensor[tf.newaxis, :], tf.stack([tf.shape(scores)[0], 1]))
+                return {"classes": classes, "scores": scores}
 
-        signatures[CLASSIFY_SIGNATURE] = classify_fn
-    if regress or (regress is None and fits_regress):
+            signatures[CLASSIFY_SIGNATURE] = classify_fn
+        if regress or (regress is None and fits_regress):
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
-        def regress_fn(serialized):
-            return {"outputs": tf.reshape(tf.cast(call_model(parse(serialized))[0], tf.float32), [-1])}
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+            def regress_fn(serialized):
+                return {"outputs": tf.reshape(tf.cast(call_model(parse(serialized))[0], tf.float32), [-1])}
 
-        signatures[REGRESS_SIGNATURE] = regress_fn
+            signatures[REGRESS_SIGNATURE] = regress_fn
 
     module = tf.Module()
-    module.model = model
+    module.model = model  # pyright: ignore[reportAttributeAccessIssue]  (tf.Module tracks any attribute set on it)
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".export-{version}-", dir=base))
     try:

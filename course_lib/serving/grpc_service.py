@@ -4,6 +4,10 @@ Predict converts TensorProtos to numpy and back; everything else (resolving vers
 inputs, running, metadata and status) is the InferenceService the REST API uses too.
 """
 
+# Generated *_pb2 modules build their message classes from descriptors at import time, so pyright
+# cannot see their attributes (PredictRequest, DT_FLOAT, ...): attribute checks are off in this file.
+# pyright: reportAttributeAccessIssue=false
+
 from __future__ import annotations
 
 import asyncio
@@ -59,7 +63,8 @@ def _guard(context: grpc.ServicerContext, method: str, work):
     except ServingError as error:
         context.abort(error.code, error.message)
     except Exception as exc:
-        if context.code() is not None:  # already aborted
+        # typeshed's grpc stubs lack ServicerContext.code(), which grpcio's ServicerContext has
+        if context.code() is not None:  # pyright: ignore[reportAttributeAccessIssue]  (already aborted)
             raise
         log.exception("Unexpected error in gRPC %s", method)
         context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}")

@@ -55,7 +55,7 @@ class ServerHandle:
 
     process: subprocess.Popen
     command: list[str]
-    rest_url: str | None
+    rest_url: str
     grpc_target: str | None
     log_path: Path
     implementation: str

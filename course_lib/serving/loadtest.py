@@ -22,8 +22,12 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from course_lib.errors import CourseError
+
+if TYPE_CHECKING:  # TensorFlow loads only when a benchmark runs
+    from course_lib.serving.servable import TensorSpecInfo
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 MODEL_NAME = "bench"
@@ -69,7 +73,9 @@ def build_model(scenario: str, image_model: str = "mobilenet_v2"):
         return keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="probs")(hidden))
     if scenario == "image":
         if image_model == "mobilenet_v2":
-            return keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3), classes=10)
+            # Keras documents weights=None (random init); pyright infers `str` from the default "imagenet"
+            return keras.applications.MobileNetV2(weights=None,  # pyright: ignore[reportArgumentType]
+                                                  input_shape=(224, 224, 3), classes=10)
         inputs = keras.Input((224, 224, 3), name="image")
         x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(inputs)
         x = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(x)
@@ -77,6 +83,13 @@ def build_model(scenario: str, image_model: str = "mobilenet_v2"):
         x = keras.layers.GlobalAveragePooling2D()(x)
         return keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="probs")(x))
     raise CourseError(f"Unknown scenario {scenario!r}: use tiny or image")
+
+
+def _example_shape(spec: TensorSpecInfo, batch: int) -> tuple[int, ...]:
+    """The shape of `batch` examples for a signature input (1 where a dimension is free)."""
+    if spec.shape is None:
+        raise CourseError(f"Input {spec.alias!r} has an unknown rank: the load test needs a fixed input shape")
+    return (batch,) + tuple(d or 1 for d in spec.shape[1:])
 
 
 def write_payload(model_dir: Path, protocol: str, out: Path) -> str:
@@ -89,12 +102,12 @@ def write_payload(model_dir: Path, protocol: str, out: Path) -> str:
 
     signature = LoadedModel(MODEL_NAME, 1, model_dir).signatures["serving_default"]
     (name, spec), = signature.inputs.items()
-    shape = (1,) + tuple(d or 1 for d in spec.shape[1:])
-    example = np.random.default_rng(0).random(shape, dtype=np.float32)
+    example = np.random.default_rng(0).random(_example_shape(spec, 1), dtype=np.float32)
     if protocol == "rest":
         out.write_text(json.dumps({"instances": example.round(4).tolist()}))
     else:
-        request = predict_pb2.PredictRequest()
+        # a generated proto class, built at import: pyright cannot see it
+        request = predict_pb2.PredictRequest()  # pyright: ignore[reportAttributeAccessIssue]
         request.model_spec.name = MODEL_NAME
         request.model_spec.signature_name = "serving_default"
         request.inputs[name].CopyFrom(tf.make_tensor_proto(example))
@@ -198,7 +211,7 @@ def time_model_batches(scenario: str, image_model: str, batch_sizes: list[int], 
         (name, spec), = signature.inputs.items()
         results = []
         for batch in batch_sizes:
-            x = np.random.default_rng(0).random((batch,) + tuple(spec.shape[1:]), dtype=np.float32)
+            x = np.random.default_rng(0).random(_example_shape(spec, batch), dtype=np.float32)
             model.run(signature, {name: x}, tuple(signature.outputs))  # warm-up
             started = time.perf_counter()
             for _ in range(repeats):

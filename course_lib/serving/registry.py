@@ -7,6 +7,10 @@ reported by the status API, and retried only when its folder changes. Requests h
 to the version they resolved, so unloading never breaks a request in flight.
 """
 
+# Generated *_pb2 modules build their message classes from descriptors at import time, so pyright
+# cannot see their attributes (PredictRequest, DT_FLOAT, ...): attribute checks are off in this file.
+# pyright: reportAttributeAccessIssue=false
+
 from __future__ import annotations
 
 import logging
@@ -168,7 +172,7 @@ class ModelRegistry:
             next_poll = next_reload = time.monotonic()
             while not self._stop.wait(tick):
                 now = time.monotonic()
-                if reloads and now - next_reload >= config_interval_seconds - 1e-3:
+                if reload_config is not None and reloads and now - next_reload >= config_interval_seconds - 1e-3:
                     next_reload = now
                     try:
                         reload_config()
@@ -290,10 +294,11 @@ class ModelRegistry:
                 version = self._version_for_label(name, label)
             records = self._records.get(name, {})
             if version is None:
-                available = [r for r in records.values() if r.state == AVAILABLE and r.model is not None]
+                available = {r.version: r.model for r in records.values()
+                             if r.state == AVAILABLE and r.model is not None}
                 if not available:
                     raise not_found(f"Servable not found for request: Latest({name})")
-                return max(available, key=lambda r: r.version).model
+                return available[max(available)]
             record = records.get(version)
             if record is None or record.state != AVAILABLE or record.model is None:
                 raise not_found(f"Servable not found for request: Specific({name}, {version})")

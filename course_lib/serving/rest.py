@@ -5,6 +5,10 @@ Same paths (matched with TF Serving's own regular expressions), same JSON bodies
 such an answer; nothing a client sends can stop the server.
 """
 
+# Generated *_pb2 modules build their message classes from descriptors at import time, so pyright
+# cannot see their attributes (PredictRequest, DT_FLOAT, ...): attribute checks are off in this file.
+# pyright: reportAttributeAccessIssue=false
+
 from __future__ import annotations
 
 import asyncio
@@ -97,6 +101,7 @@ class RestApi:
     def __init__(self, service: InferenceService, *, timeout_ms: int = 30000, max_body_bytes: int,
                  enable_cors: bool = False):
         self.service = service
+        self.timeout_ms = timeout_ms
         self.timeout = timeout_ms / 1000 if timeout_ms > 0 else None
         self.max_body_bytes = max_body_bytes
         self.cors_headers = ({"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, GET",
@@ -127,7 +132,7 @@ class RestApi:
         except TimeoutError:
             error = ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
                                  f"Request exceeded the --rest_api_timeout_in_ms deadline of "
-                                 f"{int(self.timeout * 1000)} ms")
+                                 f"{self.timeout_ms} ms")
             return _error_response(error, self.cors_headers)
         except Exception as exc:  # last line of defence: answer 500 and keep serving
             log.exception("Unexpected error on REST %s %s", request.method, path)

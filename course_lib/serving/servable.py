@@ -5,11 +5,17 @@ through the SavedModel's concrete signature functions, never `model.predict`, wh
 a call on Keras 3 whatever the model.
 """
 
+# Generated *_pb2 modules build their message classes from descriptors at import time, so pyright
+# cannot see their attributes (PredictRequest, DT_FLOAT, ...): attribute checks are off in this file.
+# pyright: reportAttributeAccessIssue=false
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -78,7 +84,7 @@ class Signature:
     method_name: str
     inputs: dict[str, TensorSpecInfo]
     outputs: dict[str, TensorSpecInfo]
-    function: object | None
+    function: Callable[..., Any] | None
 
     @property
     def batchable(self) -> bool:

@@ -5,6 +5,10 @@ numpy outputs), so the two APIs cannot drift apart. Inference runs on worker thr
 event loop, optionally through the Batcher.
 """
 
+# Generated *_pb2 modules build their message classes from descriptors at import time, so pyright
+# cannot see their attributes (PredictRequest, DT_FLOAT, ...): attribute checks are off in this file.
+# pyright: reportAttributeAccessIssue=false
+
 from __future__ import annotations
 
 import asyncio
@@ -287,7 +291,11 @@ def _fill_classifications(result: classification_pb2.ClassificationResult, outpu
         raise invalid_argument(
             f"Tensors class and score should match in dim_size(1). Got {classes.shape[1]} vs. {scores.shape[1]}"
         )
-    num_classes = (classes if classes is not None else scores).shape[1]
+    present = classes if classes is not None else scores
+    if present is None:  # _classify_regress_signature already requires one of the two
+        raise invalid_argument('Expected classification signature outputs to contain at least one of "classes" or '
+                               '"scores".')
+    num_classes = present.shape[1]
     for row in range(num_examples):
         classifications = result.classifications.add()
         for column in range(num_classes):

@@ -11,6 +11,10 @@ Numbers take a numpy fast path; anything unusual falls back to a walk that repor
 error messages.
 """
 
+# Generated *_pb2 modules build their message classes from descriptors at import time, so pyright
+# cannot see their attributes (PredictRequest, DT_FLOAT, ...): attribute checks are off in this file.
+# pyright: reportAttributeAccessIssue=false
+
 from __future__ import annotations
 
 import base64
@@ -517,7 +521,9 @@ def predict_response_json(outputs: Mapping[str, np.ndarray], request_format: str
         body = array_to_json(outputs[names[0]], names[0])
     else:
         rows = {name: _row_strings(np.asarray(outputs[name]), name) for name in names}
-        objects = ["{" + ", ".join(f"{json.dumps(n)}: {rows[n][i]}" for n in names) + "}" for i in range(batch_size)]
+        # every output has the same number of rows (the batch size checked above)
+        objects = ["{" + ", ".join(f"{json.dumps(n)}: {rows[n][i]}" for n in names) + "}"
+                   for i in range(len(rows[names[0]]))]
         body = "[" + ", ".join(objects) + "]"
     return '{\n    "predictions": ' + body + "\n}"
 

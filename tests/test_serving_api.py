@@ -242,7 +242,7 @@ def test_grpc_predict_matches_rest_and_names_the_version(rest, grpc_client):
 
     outputs = grpc_client.predict({"x": X}, version=1)
     np.testing.assert_allclose(outputs["probs"], rest.predict(instances=X, version=1)["predictions"], rtol=1e-6)
-    request = predict_pb2.PredictRequest()
+    request = predict_pb2.PredictRequest()  # pyright: ignore[reportAttributeAccessIssue]  (generated proto)
     request.model_spec.name = "clf"
     request.inputs["x"].CopyFrom(tf.make_tensor_proto(X))
     stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc_client.channel)

@@ -54,11 +54,16 @@ def busy(batcher: Batcher):
         yield
     finally:
         blocker.release.set()
-    assert outcome(held)["y"].shape == (1, 2)
+    assert answer(held)["y"].shape == (1, 2)
 
 
 def request(value: float, rows: int = 1):
     return {"x": np.full((rows, 2), value, np.float32)}
+
+
+def answer(future: Future) -> dict[str, np.ndarray]:
+    """The outputs of a request that must succeed (a ServingError fails the test with its message)."""
+    return future.result(timeout=10)
 
 
 def outcome(future: Future):
@@ -87,7 +92,7 @@ def test_concurrent_requests_are_merged_and_each_gets_its_own_rows(make_batcher)
     with busy(batcher):
         futures = [batcher.submit("m", runner, request(i, rows=1 + i % 2), 1 + i % 2) for i in range(6)]
     for i, future in enumerate(futures):
-        np.testing.assert_array_equal(outcome(future)["y"], np.full((1 + i % 2, 2), 2 * i, np.float32))
+        np.testing.assert_array_equal(answer(future)["y"], np.full((1 + i % 2, 2), 2 * i, np.float32))
     assert runner.batch_sizes == [7, 2]  # 1+2+1+2+1 rows fill 8 as far as whole requests go; the last waits
     assert batcher.stats.requests == 1 + 6 and batcher.stats.batches == 1 + len(runner.batch_sizes)
 
@@ -134,7 +139,7 @@ def test_requests_for_different_keys_are_never_mixed(make_batcher):
     with busy(batcher):
         futures = ([batcher.submit("a", runner_a, request(1), 1) for _ in range(3)]
                    + [batcher.submit("b", runner_b, request(5), 1) for _ in range(2)])
-    assert [outcome(f)["y"][0, 0] for f in futures] == [2, 2, 2, 10, 10]
+    assert [answer(f)["y"][0, 0] for f in futures] == [2, 2, 2, 10, 10]
     assert runner_a.batch_sizes == [3] and runner_b.batch_sizes == [2]
 
 
@@ -182,7 +187,7 @@ def test_batches_are_padded_to_the_next_allowed_size(make_batcher):
     runner = RecordingRunner()
     with busy(batcher):
         futures = [batcher.submit("m", runner, request(i), 1) for i in range(3)]
-    results = [outcome(f) for f in futures]
+    results = [answer(f) for f in futures]
     assert runner.batch_sizes == [4]
     assert [r["y"].shape for r in results] == [(1, 2)] * 3
 
@@ -200,7 +205,7 @@ def test_a_full_queue_answers_unavailable(make_batcher):
         assert info.value.code == grpc.StatusCode.UNAVAILABLE
     finally:
         runner.release.set()
-    assert outcome(running)["y"].shape == (2, 2) and outcome(queued)["y"].shape == (2, 2)
+    assert answer(running)["y"].shape == (2, 2) and answer(queued)["y"].shape == (2, 2)
 
 
 def test_a_cancelled_request_is_dropped_from_its_batch(make_batcher):
@@ -210,7 +215,7 @@ def test_a_cancelled_request_is_dropped_from_its_batch(make_batcher):
         doomed = batcher.submit("m", runner, request(0), 1)
         kept = batcher.submit("m", runner, request(1), 1)
         assert doomed.cancel()
-    assert outcome(kept)["y"][0, 0] == 2
+    assert answer(kept)["y"][0, 0] == 2
     assert runner.batch_sizes == [1]
 
 

@@ -98,8 +98,8 @@ def test_batching_parameters_file_is_parsed_as_text_protobuf(tmp_path):
 
 
 def test_enable_batching_without_a_file_uses_tf_serving_defaults():
-    options = parse_server_flags(["--model_base_path=/m", "--enable_batching=true"])
-    assert options.batching.max_batch_size == 1000 and options.batching.batch_timeout_micros == 0
+    batching = parse_server_flags(["--model_base_path=/m", "--enable_batching=true"]).batching
+    assert batching is not None and batching.max_batch_size == 1000 and batching.batch_timeout_micros == 0
     assert parse_server_flags(["--model_base_path=/m", "--enable_batching=false"]).batching is None
 
 
@@ -136,7 +136,8 @@ def test_tf_serving_only_flags_are_accepted_and_reported_as_ignored():
                                      "enable_model_warmup": "false"}
 
 
-def _policy(text: str) -> model_server_config_pb2.ModelVersionPolicy:
+# a generated proto class, built at import: pyright cannot see it
+def _policy(text: str) -> model_server_config_pb2.ModelVersionPolicy:  # pyright: ignore[reportAttributeAccessIssue]
     config = parse_model_config_text(
         f"model_config_list {{ config {{ name: 'm' base_path: '/m' {text} }} }}")
     return config.model_config_list.config[0].model_version_policy

@@ -1,5 +1,9 @@
 """export_model writes TF Serving's layout and signatures, and the registry serves versions by policy."""
 
+# Generated *_pb2 modules build their message classes from descriptors at import time, so pyright
+# cannot see their attributes (Input, DT_FLOAT, ...): attribute checks are off in this file.
+# pyright: reportAttributeAccessIssue=false
+
 from __future__ import annotations
 
 import grpc

@@ -70,7 +70,7 @@ class Hammer:
         from tensorflow_serving.apis import predict_pb2
 
         with GrpcClient(self.grpc_target, "clf") as client:
-            request = predict_pb2.PredictRequest()
+            request = predict_pb2.PredictRequest()  # pyright: ignore[reportAttributeAccessIssue]  (generated proto)
             request.model_spec.name = "clf"
             request.inputs["x"].CopyFrom(tf.make_tensor_proto(X))
             while not self._stop.is_set():
@@ -142,7 +142,8 @@ def test_versions_change_without_restart_and_without_failed_requests(running):
     # 5. a ReloadConfigRequest over gRPC swaps the model list without a restart
     from tensorflow_serving.apis import model_management_pb2
 
-    request = model_management_pb2.ReloadConfigRequest()
+    # a generated proto class, built at import: pyright cannot see it
+    request = model_management_pb2.ReloadConfigRequest()  # pyright: ignore[reportAttributeAccessIssue]
     model = request.config.model_config_list.config.add(name="renamed", base_path=str(base))
     model.model_platform = "tensorflow"
     with GrpcClient(server.grpc_target) as client:

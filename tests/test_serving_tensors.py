@@ -1,5 +1,9 @@
 """JSON <-> tensors follows TF Serving's json_tensor rules: formats, types, shapes, floats, errors."""
 
+# Generated *_pb2 modules build their message classes from descriptors at import time, so pyright
+# cannot see their attributes (Input, DT_FLOAT, ...): attribute checks are off in this file.
+# pyright: reportAttributeAccessIssue=false
+
 from __future__ import annotations
 
 import base64
@@ -163,8 +167,10 @@ def test_row_format_needs_a_common_batch_size():
     outputs = {"a": np.zeros((2, 3), np.float32), "b": np.zeros((3,), np.float32)}
     assert "inconsistent batch size" in error_of(
         lambda: tensors.predict_response_json(outputs, tensors.ROW)).message
+    scalar = {"a": np.float32(1)}  # a scalar where an array belongs, on purpose
     assert "has no shape information" in error_of(
-        lambda: tensors.predict_response_json({"a": np.float32(1)}, tensors.ROW)).message
+        lambda: tensors.predict_response_json(scalar, tensors.ROW)  # pyright: ignore[reportArgumentType]
+    ).message
 
 
 def test_examples_become_tf_examples_with_the_right_feature_kinds():

@@ -45,6 +45,20 @@ def pytest_runtest_makereport(item, call):
             report.sections.append((f"last lines of {process.name} ({process.log})", process.tail(40)))
 
 
+# ----- slow tests ----------------------------------------------------------------------------------
+
+# tests/test_grading_config.py grades real submissions with nbgrader in its module fixture `graded`;
+# its tests that use it are slow. (A stand-in for `@pytest.mark.slow` in that file, whose owner is
+# still changing it: once the marks are there, delete this hook.)
+SLOW_FIXTURES_BY_MODULE = {"test_grading_config.py": {"graded"}}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES_BY_MODULE.get(item.path.name, set()) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 # ----- scheduling ----------------------------------------------------------------------------------
 
 if not callable(getattr(LoadScopeScheduling, "_split_scope", None)):

@@ -138,6 +138,7 @@ def run_check(*args: str) -> tuple[int, dict, str]:
     return returncode, report, (out_dir / "binder-check.md").read_text()
 
 
+@pytest.mark.slow  # runs a notebook in a cgroup
 def test_a_notebook_runs_under_binder_limits_and_the_report_says_it_fits(sandbox_factory, tmp_path):
     sandbox_factory(2**30)  # skips (or fails in CI) where cgroups cannot be made
     returncode, report, text = run_check("02-install-and-verify", "--memory-gib", "2", "--cpus", "1",
@@ -152,6 +153,7 @@ def test_a_notebook_runs_under_binder_limits_and_the_report_says_it_fits(sandbox
     assert "usable: 1 cores, 2.0 GiB" in executed  # the notebook itself saw Binder's limits
 
 
+@pytest.mark.slow  # runs a notebook in a cgroup
 def test_a_notebook_killed_for_memory_is_reported_and_the_check_goes_on(sandbox_factory, tmp_path):
     sandbox_factory(2**30)
     returncode, report, text = run_check("02-install-and-verify", "01-tensorflow-and-keras",
@@ -163,6 +165,7 @@ def test_a_notebook_killed_for_memory_is_reported_and_the_check_goes_on(sandbox_
     assert "| 01-tensorflow-and-keras | NO |" in text
 
 
+@pytest.mark.slow  # runs a notebook in a cgroup
 def test_in_place_uses_the_limits_of_the_container_it_runs_in(sandbox_factory, tmp_path):
     container = sandbox_factory(2 * 2**30)
     subprocess.run([sys.executable, "-m", "course_lib.dev.binder_check", "--in-place", "02-install-and-verify",

@@ -57,6 +57,7 @@ def graded_class(tmp_path_factory):
     return root, report, result.stdout
 
 
+@pytest.mark.slow  # nbgrader grades submissions
 def test_every_prepared_submission_is_graded_or_flagged_with_its_expected_score(graded_class):
     _, report, stdout = graded_class
     assert sorted(report) == sorted(EXPECTED), stdout
@@ -68,12 +69,14 @@ def test_every_prepared_submission_is_graded_or_flagged_with_its_expected_score(
     assert "9 graded, 2 flagged" in stdout
 
 
+@pytest.mark.slow  # nbgrader grades submissions
 def test_huge_output_is_truncated_in_the_graded_notebook(graded_class):
     root, *_ = graded_class
     graded = root / "autograded" / "huge-output" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     assert graded.stat().st_size < 400_000, "LimitOutput should keep the graded notebook small"
 
 
+@pytest.mark.slow  # nbgrader grades submissions
 def test_feedback_does_not_reveal_hidden_tests(graded_class):
     root, *_ = graded_class
     run_cli("--course", str(root), "--sources", str(SOURCES), "feedback", ASSIGNMENT)
@@ -86,6 +89,7 @@ def test_feedback_does_not_reveal_hidden_tests(graded_class):
     assert "ResNet50 in float32" in pages["perfect"]  # the visible test stays visible
 
 
+@pytest.mark.slow  # nbgrader grades submissions
 def test_grades_export_to_csv(graded_class):
     root, *_ = graded_class
     out = root / "grades.csv"
@@ -97,6 +101,7 @@ def test_grades_export_to_csv(graded_class):
     assert float(by_student["partial"][header.index("score")]) == 3
 
 
+@pytest.mark.slow  # nbgrader grades submissions
 def test_an_interrupted_run_keeps_what_it_graded(tmp_path):
     root = tmp_path / "course"
     run_cli("--course", str(root), "--sources", str(SOURCES), "setup")
@@ -122,6 +127,7 @@ def test_an_interrupted_run_keeps_what_it_graded(tmp_path):
     assert {s: final[s]["score"] for s in final} == {"partial": 3, "perfect": 6, "untouched": 0}
 
 
+@pytest.mark.slow  # nbgrader grades submissions
 def test_lms_zip_is_collected_with_zip_collect(tmp_path):
     course = CourseDirectory(tmp_path / "course", [ASSIGNMENT], sources=SOURCES)
     course.release()
@@ -143,6 +149,7 @@ def test_commands_other_than_setup_need_a_course_directory(tmp_path):
     assert result.returncode == 2 and "not a course directory yet" in result.stderr
 
 
+@pytest.mark.slow  # nbgrader grades submissions
 def test_grading_benchmark_grades_copies_of_the_solution():
     result = classroom.benchmark_grading(ASSIGNMENT, copies=1, sources=SOURCES)
     assert (result["submissions"], result["graded"], result["full_marks"]) == (1, 1, 1)

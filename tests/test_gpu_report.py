@@ -10,6 +10,7 @@ from course_lib.environment import onednn_enabled
 
 
 @pytest.mark.cpu_sensitive
+@pytest.mark.slow  # benchmarks four precisions and two batch sizes
 def test_dry_run_writes_the_report_in_json_and_markdown(tmp_path):
     result = subprocess.run([sys.executable, "-m", "course_lib.dev.gpu_report", "--dry-run", "--skip-notebooks",
                              "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, check=False)

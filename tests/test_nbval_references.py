@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 FIXTURE = Path(__file__).parent / "fixtures" / "nbval" / "reference.ipynb"
 
 
@@ -20,6 +22,7 @@ def run_nbval(notebook: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # nbval runs a notebook
 def test_nbval_passes_when_the_reference_output_matches(tmp_path):
     notebook = tmp_path / "reference.ipynb"
     shutil.copy(FIXTURE, notebook)
@@ -27,6 +30,7 @@ def test_nbval_passes_when_the_reference_output_matches(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:]
 
 
+@pytest.mark.slow  # nbval runs a notebook
 def test_nbval_fails_when_a_reference_output_changes(tmp_path):
     notebook = tmp_path / "reference.ipynb"
     data = json.loads(FIXTURE.read_text())

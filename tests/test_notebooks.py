@@ -19,6 +19,8 @@ from course_lib.paths import REPO_ROOT
 
 ASSIGNMENTS = assignment_ids()
 
+pytestmark = pytest.mark.slow  # every notebook run through nbgrader
+
 
 
 @pytest.fixture(scope="module", params=ASSIGNMENTS)

@@ -14,6 +14,9 @@ FIXTURES = Path(__file__).parent / "fixtures" / "classroom"
 ASSIGNMENT = "tiny-assignment"
 
 
+pytestmark = pytest.mark.slow  # nbgrader releases the assignment, the command runs its tests
+
+
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
     course = CourseDirectory(tmp_path_factory.mktemp("progress"), [ASSIGNMENT], sources=FIXTURES / "source")

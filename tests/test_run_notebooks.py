@@ -45,6 +45,7 @@ def test_the_command_refuses_to_write_executed_copies_into_the_repo():
     assert result.returncode == 2 and "outside the repository" in result.stderr
 
 
+@pytest.mark.slow  # papermill runs notebook 01
 @pytest.mark.parametrize("assignment", ["01-tensorflow-and-keras"])
 def test_the_command_runs_a_course_notebook(tmp_path, assignment):
     if not (REPO / "solutions" / assignment).exists():

@@ -31,6 +31,9 @@ MAX_REQUEST_BYTES = 200_000
 X = np.array([[1, 2, 3, 4], [0.5, -1, 0, 2]], np.float32)
 
 
+pytestmark = pytest.mark.slow  # one model server for the module, three models loaded
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving_api")

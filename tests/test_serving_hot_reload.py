@@ -91,6 +91,9 @@ class Hammer:
             thread.join(30)
 
 
+pytestmark = pytest.mark.slow  # a model server loading versions as they come
+
+
 @pytest.fixture(scope="module")
 def running(tmp_path_factory):
     root = tmp_path_factory.mktemp("hot_reload")

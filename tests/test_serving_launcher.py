@@ -38,6 +38,7 @@ def fake_tf_serving(tmp_path, monkeypatch):
     return script, args_file
 
 
+@pytest.mark.slow  # starts a model server
 def test_serve_launches_tensorflow_model_server_when_it_is_installed(model_base, fake_tf_serving):
     script, args_file = fake_tf_serving
     with serve("clf", model_base, timeout=180) as server:
@@ -56,6 +57,7 @@ def test_serve_launches_tensorflow_model_server_when_it_is_installed(model_base,
     assert not server.is_running() and server.process.returncode == 0
 
 
+@pytest.mark.slow  # starts a model server
 def test_a_server_that_exits_raises_with_its_log_tail(model_base):
     with pytest.raises(CourseError) as info:
         serve("clf", model_base, use_real_server=False, extra_flags=["--no_such_flag=1"], timeout=60)
@@ -63,6 +65,7 @@ def test_a_server_that_exits_raises_with_its_log_tail(model_base):
     assert "exited with code 1" in message and "Unknown flags: --no_such_flag=1" in message
 
 
+@pytest.mark.slow  # starts a model server
 def test_a_server_that_never_serves_times_out_with_its_log_tail_and_is_stopped(tmp_path):
     empty = tmp_path / "nothing_exported_yet"
     empty.mkdir()

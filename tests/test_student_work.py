@@ -194,6 +194,7 @@ def clone_as_student(upstream: Path, where: Path) -> Path:
     return where
 
 
+@pytest.mark.slow  # make lab three times, make notebooks twice, in git clones
 def test_the_readme_path_keeps_the_students_work_through_every_command_and_a_course_update(upstream, tmp_path):
     student = clone_as_student(upstream, tmp_path / "student")
     home = tmp_path / "home"
@@ -233,6 +234,7 @@ def test_the_readme_path_keeps_the_students_work_through_every_command_and_a_cou
     assert (student / "work" / THIRD).read_bytes() == (student / "notebooks" / THIRD).read_bytes()
 
 
+@pytest.mark.slow  # make notebooks in a git clone
 def test_make_notebooks_refuses_to_replace_a_notebook_edited_in_notebooks(upstream, tmp_path):
     student = clone_as_student(upstream, tmp_path / "old-layout")
     change_markdown(student / "solutions" / FIRST, "an author's change")

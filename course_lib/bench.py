@@ -65,7 +65,7 @@ class BenchRow:
     first_call_ms: float | None = None
 
 
-def percentile(samples: Sequence[float], q: float) -> float:
+def percentile(samples: Sequence[float] | np.ndarray, q: float) -> float:
     """The q-th percentile (0..100) of `samples`, linearly interpolated like numpy's default."""
     if len(samples) == 0:
         raise CourseError("percentile of no samples: time at least one call (repeats >= 1)")
@@ -360,10 +360,11 @@ def build_benchmark_model(name: str) -> tuple[Any, tuple[int, ...]]:
             name="tiny_cnn",
         )
         return model, (28, 28, 1)
+    # Keras documents weights=None (random initialisation); pyright infers `str` from the default "imagenet"
     if name == "resnet50":
-        return keras.applications.ResNet50(weights=None), (224, 224, 3)
+        return keras.applications.ResNet50(weights=None), (224, 224, 3)  # pyright: ignore[reportArgumentType]
     if name == "mobilenetv2":
-        return keras.applications.MobileNetV2(weights=None), (224, 224, 3)
+        return keras.applications.MobileNetV2(weights=None), (224, 224, 3)  # pyright: ignore[reportArgumentType]
     raise CourseError(f"unknown model {name!r}: choose from {MODEL_NAMES}")
 
 

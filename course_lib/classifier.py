@@ -363,11 +363,11 @@ class ImageClassifier:
         return (int(requested[0]), int(requested[1]))
 
     def _choose_class_names(self, names: Sequence[str] | None, metadata: dict[str, Any]) -> list[str] | None:
-        names = list(names) if names is not None else metadata.get("class_names")
-        if names is not None and len(names) != self.num_classes:
+        chosen: list[str] | None = list(names) if names is not None else metadata.get("class_names")
+        if chosen is not None and len(chosen) != self.num_classes:
             raise CourseError(
-                f"class_names has {len(names)} names but the model outputs {self.num_classes} scores")
-        return names
+                f"class_names has {len(chosen)} names but the model outputs {self.num_classes} scores")
+        return chosen
 
     def _compile(self) -> Any:
         import tensorflow as tf
@@ -462,11 +462,11 @@ def export_for_classifier(
         raise CourseError(
             f"expected an image model with input (batch, height, width, channels), got {input_shape}")
     size = tuple(input_shape[1:3]) if None not in input_shape[1:3] else input_size
+    if size is None:
+        raise CourseError("this model accepts any image size: pass input_size=(height, width) to resize to")
     if input_size is not None and tuple(int(s) for s in input_size) != tuple(size):
         raise CourseError(
             f"input_size={tuple(input_size)} but the model is built for {tuple(size)}: leave it out")
-    if size is None:
-        raise CourseError("this model accepts any image size: pass input_size=(height, width) to resize to")
     size = (int(size[0]), int(size[1]))
     channels = int(input_shape[3])
 
@@ -477,7 +477,7 @@ def export_for_classifier(
     # Track the variables, not the Keras model: saving a tracked Keras 3 model traces its call again
     # (twice as slow to save, and to load), and the serving signature is all a server needs.
     holder = tf.Module()
-    holder.model_variables = list(model.variables)
+    holder.model_variables = list(model.variables)  # pyright: ignore[reportAttributeAccessIssue]  (tf.Module tracks it)
     signatures = {"serving_default": serve.get_concrete_function()}
     tf.saved_model.save(holder, str(target), signatures=signatures)
     metadata: dict[str, Any] = {"includes_preprocessing": True, "preprocessing": mode,

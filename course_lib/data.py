@@ -140,9 +140,11 @@ def keras_home() -> Path:
         try:
             from keras.src.backend import config
 
-            return Path(config.keras_home()).expanduser()
+            home = config.keras_home()
         except (ImportError, AttributeError):  # private module: fall through to Keras' documented rule
-            pass
+            home = None
+        if home:
+            return Path(home).expanduser()
     override = os.environ.get("KERAS_HOME")
     return Path(override).expanduser() if override else Path.home() / ".keras"
 

@@ -49,10 +49,12 @@ def build_model(name: str, input_shape: tuple[int, ...]):
     """A model of the named architecture under the current Keras dtype policy (random weights)."""
     import keras
 
+    # Keras documents weights=None (random initialisation); pyright infers `str` from the default "imagenet"
     if name == "resnet50":
-        return keras.applications.ResNet50(weights=None, input_shape=input_shape)
+        return keras.applications.ResNet50(weights=None, input_shape=input_shape)  # pyright: ignore[reportArgumentType]
     if name == "mobilenetv2":
-        return keras.applications.MobileNetV2(weights=None, input_shape=input_shape)
+        return keras.applications.MobileNetV2(weights=None,  # pyright: ignore[reportArgumentType]
+                                              input_shape=input_shape)
     inputs = keras.Input(input_shape)
     x = keras.layers.Conv2D(16, 3, activation="relu")(inputs)
     x = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(x)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Collection
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +74,7 @@ def exercises(notebook: nbformat.NotebookNode) -> list[Exercise]:
 
 
 def fill_answers(student: nbformat.NotebookNode, solution: nbformat.NotebookNode,
-                 skip: set[str] = frozenset()) -> nbformat.NotebookNode:
+                 skip: Collection[str] = frozenset()) -> nbformat.NotebookNode:
     """A student notebook with the solution's answers pasted in, except the answer cells in `skip`.
 
     This is how a student who solved every exercise but some would hand it in: the partial
@@ -82,6 +83,8 @@ def fill_answers(student: nbformat.NotebookNode, solution: nbformat.NotebookNode
     answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution.cells
                if c.metadata.get("nbgrader", {}).get("solution")}
     filled = nbformat.from_dict(json.loads(nbformat.writes(student)))
+    if not isinstance(filled, nbformat.NotebookNode):  # from_dict turns a dict into a NotebookNode
+        raise TypeError(f"expected a notebook, got {type(filled).__name__}")
     for cell in filled.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         if cell.metadata.get("nbgrader", {}).get("solution") and grade_id not in skip:
@@ -161,8 +164,9 @@ class CourseDirectory:
                 results[student] = GradeResult(
                     student=student,
                     score=notebook.score,
-                    max_score=notebook.max_score,
+                    # nbgrader declares these `= None` on the class and maps them to SQL afterwards
+                    max_score=notebook.max_score,  # pyright: ignore[reportArgumentType]
                     test_scores={grade.name: grade.score for grade in notebook.grades},
-                    needs_manual_grade=notebook.needs_manual_grade,
+                    needs_manual_grade=notebook.needs_manual_grade,  # pyright: ignore[reportArgumentType]
                 )
         return results

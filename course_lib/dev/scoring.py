@@ -74,7 +74,7 @@ def set_aside_stderr(notebook: NotebookNode) -> NotebookNode:
                 position = len(outputs) if position is None else position
             else:
                 outputs.append(output)
-        if texts:
+        if texts and position is not None:  # position is set with the first stderr text
             outputs.insert(position, stderr_note("".join(texts)))
             cell.outputs = outputs
     return notebook

@@ -337,3 +337,16 @@ def test_preprocess_input_follows_each_model_family():
     assert caffe_style[0, 0, 0, 0] == pytest.approx(255.0 - 103.939)  # BGR, minus the ImageNet mean
     with pytest.raises(CourseError, match="known Keras Applications"):
         models.preprocess_input("AlexNet", white)
+
+
+def test_download_file_copies_file_urls_and_checks_their_hash(tmp_path):
+    """A lab's shared folder is a file:// URL; pooch has no downloader for it, the course adds one."""
+    source = tmp_path / "shared" / "w.bin"
+    source.parent.mkdir()
+    source.write_bytes(b"y" * 1000)
+    target = tmp_path / "dl" / "w.bin"
+    good = hashlib.md5(b"y" * 1000).hexdigest()
+    assert models.download_file(source.as_uri(), target, file_hash=good, progress=False).read_bytes() == b"y" * 1000
+    with pytest.raises(CourseError, match="md5"):
+        models.download_file(source.as_uri(), tmp_path / "dl" / "bad.bin", file_hash="0" * 32, progress=False)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["w.bin"]

@@ -15,9 +15,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import socket
 import threading
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,22 @@ def network_reachable(url: str, timeout: float = 2.0) -> bool:
     return bool(answers and answers[0])
 
 
+def _copy_local_file(url: str, output_file: str, _pooch: Any) -> None:
+    """pooch's downloader interface for file:// URLs (a lab's shared folder; pooch has no downloader for them)."""
+    shutil.copyfile(urllib.request.url2pathname(urllib.parse.urlsplit(url).path), output_file)
+
+
+def _downloader(url: str, progress: bool, timeout: float) -> Any:
+    import pooch
+
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme == "file":
+        return _copy_local_file
+    if scheme in ("http", "https"):
+        return pooch.HTTPDownloader(progressbar=progress, timeout=timeout)
+    return pooch.downloaders.choose_downloader(url, progressbar=progress)  # ftp, sftp, doi
+
+
 def download_file(
     url: str,
     destination: str | os.PathLike[str],
@@ -115,7 +133,7 @@ def download_file(
     logger.setLevel("WARNING")  # not "Downloading data from ..." on stderr: nbgrader zeroes cells that write there
     try:
         pooch.retrieve(url, known_hash, fname=target.name, path=target.parent,
-                       downloader=pooch.HTTPDownloader(progressbar=progress, timeout=timeout))
+                       downloader=_downloader(url, progress, timeout))
     except ValueError as error:
         if algorithm is None or "hash" not in str(error).lower():
             raise CourseError(f"could not download {url}: {error}") from error

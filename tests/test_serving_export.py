@@ -26,7 +26,7 @@ from course_lib.errors import CourseError
 from course_lib.serving.errors import ServingError
 from course_lib.serving.export import CLASSIFY_SIGNATURE, REGRESS_SIGNATURE, export_model
 from course_lib.serving.registry import AVAILABLE, END, ModelRegistry
-from course_lib.serving.servable import LoadedModel, check_inputs
+from course_lib.serving.servable import ServableVersion, check_inputs
 
 
 def test_export_writes_the_version_folder_layout(tmp_path):
@@ -37,7 +37,7 @@ def test_export_writes_the_version_folder_layout(tmp_path):
 
 
 def test_predict_signature_uses_the_model_names_and_runs_the_model(tmp_path):
-    model = LoadedModel("clf", 1, export_classifier(tmp_path / "clf", 1))
+    model = ServableVersion("clf", 1, export_classifier(tmp_path / "clf", 1))
     signature = model.signatures["serving_default"]
     assert signature.method_name == "tensorflow/serving/predict"
     assert list(signature.inputs) == ["x"] and list(signature.outputs) == ["probs"]
@@ -48,7 +48,7 @@ def test_predict_signature_uses_the_model_names_and_runs_the_model(tmp_path):
 
 
 def test_classify_signature_parses_examples_and_labels_scores(tmp_path):
-    model = LoadedModel("clf", 1, export_classifier(tmp_path / "clf", 1))
+    model = ServableVersion("clf", 1, export_classifier(tmp_path / "clf", 1))
     signature = model.signatures[CLASSIFY_SIGNATURE]
     assert signature.method_name == "tensorflow/serving/classify"
     example = example_pb2.Example()
@@ -61,7 +61,7 @@ def test_classify_signature_parses_examples_and_labels_scores(tmp_path):
 
 def test_regress_signature_is_added_for_a_single_number_output(tmp_path):
     path = export_model(build_regressor(), tmp_path / "reg", 1)
-    model = LoadedModel("reg", 1, path)
+    model = ServableVersion("reg", 1, path)
     assert set(model.signatures) >= {"serving_default", REGRESS_SIGNATURE}
     assert CLASSIFY_SIGNATURE not in model.signatures
     assert list(model.signatures["serving_default"].inputs) == ["features"]
@@ -79,7 +79,7 @@ def test_export_refuses_to_overwrite_unless_asked(tmp_path):
     with pytest.raises(CourseError, match="already exists"):
         export_classifier(tmp_path / "clf", 1)
     export_model(build_classifier(5.0), tmp_path / "clf", 1, overwrite=True)
-    model = LoadedModel("clf", 1, tmp_path / "clf" / "1")
+    model = ServableVersion("clf", 1, tmp_path / "clf" / "1")
     x = np.ones((1, 4), np.float32)
     np.testing.assert_allclose(model.run(model.signatures["serving_default"], {"x": x}, ("probs",))["probs"],
                                expected_probabilities(x, 5.0), rtol=1e-5)
@@ -104,7 +104,7 @@ def test_export_needs_a_model_with_known_inputs(tmp_path):
 
 
 def test_inputs_are_checked_against_the_signature(tmp_path):
-    signature = LoadedModel("clf", 1, export_classifier(tmp_path / "clf", 1)).signatures["serving_default"]
+    signature = ServableVersion("clf", 1, export_classifier(tmp_path / "clf", 1)).signatures["serving_default"]
     with pytest.raises(ServingError, match=r"has shape \[2,3\] but signature 'serving_default' expects \[-1,4\]"):
         check_inputs(signature, {"x": np.zeros((2, 3), np.float32)})
     with pytest.raises(ServingError, match="has dtype double but signature 'serving_default' expects float"):

@@ -98,9 +98,9 @@ def write_payload(model_dir: Path, protocol: str, out: Path) -> str:
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
-    from course_lib.serving.servable import LoadedModel
+    from course_lib.serving.servable import ServableVersion
 
-    signature = LoadedModel(MODEL_NAME, 1, model_dir).signatures["serving_default"]
+    signature = ServableVersion(MODEL_NAME, 1, model_dir).signatures["serving_default"]
     (name, spec), = signature.inputs.items()
     example = np.random.default_rng(0).random(_example_shape(spec, 1), dtype=np.float32)
     if protocol == "rest":
@@ -201,12 +201,12 @@ def time_model_batches(scenario: str, image_model: str, batch_sizes: list[int], 
     import numpy as np
 
     from course_lib.serving.export import export_model
-    from course_lib.serving.servable import LoadedModel
+    from course_lib.serving.servable import ServableVersion
 
     with tempfile.TemporaryDirectory(prefix="model-timing-") as tmp:
         path = export_model(build_model(scenario, image_model), Path(tmp) / MODEL_NAME, 1,
                             classify=False, regress=False)
-        model = LoadedModel(MODEL_NAME, 1, path)
+        model = ServableVersion(MODEL_NAME, 1, path)
         signature = model.signatures["serving_default"]
         (name, spec), = signature.inputs.items()
         results = []

@@ -25,7 +25,7 @@ import grpc
 from tensorflow_serving.config import model_server_config_pb2
 
 from course_lib.serving.errors import ServingError, invalid_argument, not_found
-from course_lib.serving.servable import LoadedModel, describe_load_error
+from course_lib.serving.servable import ServableVersion, describe_load_error
 
 log = logging.getLogger("course_lib.serving")
 
@@ -41,7 +41,7 @@ class VersionRecord:
     path: Path
     state: str = START
     error: ServingError | None = None
-    model: LoadedModel | None = None
+    model: ServableVersion | None = None
     folder_fingerprint: tuple | None = None
 
 
@@ -103,7 +103,7 @@ class ModelRegistry:
         self,
         config: model_server_config_pb2.ModelServerConfig,
         tags: tuple[str, ...] = ("serve",),
-        loader: Callable[[str, int, Path], LoadedModel] | None = None,
+        loader: Callable[[str, int, Path], ServableVersion] | None = None,
     ):
         self._tags = tags
         self._loader = loader or (lambda name, version, path: self._load_and_warm(name, version, path))
@@ -116,8 +116,8 @@ class ModelRegistry:
         self._thread: threading.Thread | None = None
         self.update_config(config)
 
-    def _load_and_warm(self, name: str, version: int, path: Path) -> LoadedModel:
-        model = LoadedModel(name, version, path, self._tags)
+    def _load_and_warm(self, name: str, version: int, path: Path) -> ServableVersion:
+        model = ServableVersion(name, version, path, self._tags)
         model.warm_up()
         return model
 
@@ -283,7 +283,7 @@ class ModelRegistry:
             raise invalid_argument(f"Unrecognized servable version label: {label}")
         return labels[label]
 
-    def resolve(self, name: str, version: int | None = None, label: str | None = None) -> LoadedModel:
+    def resolve(self, name: str, version: int | None = None, label: str | None = None) -> ServableVersion:
         """The loaded version a request asks for: latest available, a number, or a label."""
         if version is not None and label is not None:
             raise invalid_argument(

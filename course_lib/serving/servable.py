@@ -117,7 +117,7 @@ def read_meta_graph(path: Path, tags: tuple[str, ...]) -> meta_graph_pb2.MetaGra
     )
 
 
-class LoadedModel:
+class ServableVersion:
     """A SavedModel version in memory, ready to answer Predict, Classify and Regress."""
 
     def __init__(self, name: str, version: int, path: Path, tags: tuple[str, ...] = ("serve",)):

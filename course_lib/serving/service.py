@@ -32,7 +32,7 @@ from course_lib.serving.errors import failed_precondition, invalid_argument
 from course_lib.serving.registry import ModelRegistry
 from course_lib.serving.servable import (
     DEFAULT_SIGNATURE,
-    LoadedModel,
+    ServableVersion,
     Signature,
     batch_size_of,
     check_inputs,
@@ -69,12 +69,12 @@ class InferenceService:
 
     # ----- lookups ---------------------------------------------------------------------------------
 
-    def resolve(self, spec: model_pb2.ModelSpec) -> LoadedModel:
+    def resolve(self, spec: model_pb2.ModelSpec) -> ServableVersion:
         version, label = spec_version(spec)
         return self.registry.resolve(spec.name, version=version, label=label)
 
     @staticmethod
-    def predict_signature(model: LoadedModel, signature_name: str, *, rest: bool) -> Signature:
+    def predict_signature(model: ServableVersion, signature_name: str, *, rest: bool) -> Signature:
         """The signature a Predict request names (REST and gRPC word the miss differently, as in TF Serving)."""
         name = signature_name or DEFAULT_SIGNATURE
         signature = model.signatures.get(name)
@@ -103,7 +103,7 @@ class InferenceService:
 
     # ----- inference -----------------------------------------------------------------------------
 
-    def _batched(self, model: LoadedModel, signature: Signature, inputs: dict[str, np.ndarray]
+    def _batched(self, model: ServableVersion, signature: Signature, inputs: dict[str, np.ndarray]
                  ) -> Future | None:
         """Check the inputs; hand them to the batcher if it applies (its future), else None."""
         if not signature.inputs:
@@ -121,7 +121,7 @@ class InferenceService:
 
         return self.batcher.submit(key, run_batch, inputs, size)
 
-    async def run(self, model: LoadedModel, signature: Signature, inputs: dict[str, np.ndarray],
+    async def run(self, model: ServableVersion, signature: Signature, inputs: dict[str, np.ndarray],
                   output_names: tuple[str, ...]) -> dict[str, np.ndarray]:
         """Run a signature off the event loop, through the batcher when it can be batched."""
         batched = self._batched(model, signature, inputs)
@@ -131,7 +131,7 @@ class InferenceService:
         outputs = await asyncio.wrap_future(batched)
         return {name: outputs[name] for name in output_names}
 
-    def run_blocking(self, model: LoadedModel, signature: Signature, inputs: dict[str, np.ndarray],
+    def run_blocking(self, model: ServableVersion, signature: Signature, inputs: dict[str, np.ndarray],
                      output_names: tuple[str, ...]) -> dict[str, np.ndarray]:
         """`run` for callers on worker threads (gRPC): runs right here, or waits for the batcher."""
         batched = self._batched(model, signature, inputs)
@@ -215,13 +215,13 @@ def _error_code_value(name: str) -> int:
     return getattr(grpc.StatusCode, name).value[0]
 
 
-def _fill_model_spec(spec: model_pb2.ModelSpec, model: LoadedModel, signature_name: str) -> None:
+def _fill_model_spec(spec: model_pb2.ModelSpec, model: ServableVersion, signature_name: str) -> None:
     spec.name = model.name
     spec.version.value = model.version
     spec.signature_name = signature_name
 
 
-def _classify_regress_signature(model: LoadedModel, signature_name: str, *, classify: bool) -> Signature:
+def _classify_regress_signature(model: ServableVersion, signature_name: str, *, classify: bool) -> Signature:
     """The signature for Classify/Regress, checked as TF Serving's PreProcess* functions check it."""
     name = signature_name or DEFAULT_SIGNATURE
     signature = model.signatures.get(name)

@@ -136,7 +136,7 @@ def test_benchmark_says_expected_and_given_input_shape(small_model):
     with pytest.raises(CourseError, match="positive integers"):
         bench.check_input_shape(small_model, (0,))
     with pytest.raises(CourseError, match="positive integers"):
-        bench.check_input_shape(small_model, "four")
+        bench.check_input_shape(small_model, "four")  # pyright: ignore[reportArgumentType]  (deliberately wrong type)
 
 
 def test_benchmark_refuses_models_with_several_inputs():

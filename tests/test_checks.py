@@ -40,7 +40,7 @@ def test_check_between_rejects_out_of_range_and_non_numbers():
     with pytest.raises(AssertionError, match="between 0 and 1, got 2"):
         checks.check_between(2, 0, 1, "ratio")
     with pytest.raises(AssertionError, match="got 'fast'"):
-        checks.check_between("fast", 0, 1, "ratio")
+        checks.check_between("fast", 0, 1, "ratio")  # pyright: ignore[reportArgumentType]  (deliberately not a number)
 
 
 def test_check_keys_lists_missing_keys():

@@ -4,6 +4,7 @@ import json
 
 import keras
 import numpy as np
+import numpy.typing as npt
 import pytest
 import tensorflow as tf
 
@@ -37,7 +38,7 @@ def tiny_cnn(classes: int, size: int | None = SIZE, seed: int = 0) -> keras.Mode
     ])
 
 
-def pixels(shape, dtype=np.uint8, seed=0) -> np.ndarray:
+def pixels(shape, dtype: npt.DTypeLike = np.uint8, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=shape).astype(dtype)
 
 
@@ -334,7 +335,9 @@ def test_export_of_a_model_of_any_size_resizes_to_the_given_size(tmp_path):
 
 def test_mobilenet_v2_on_shipped_images_matches_keras(tmp_path):
     keras.utils.set_random_seed(0)
-    mobilenet = keras.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3), weights=None)
+    # Keras documents weights=None (random initialisation); pyright infers `str` from the default "imagenet"
+    mobilenet = keras.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3),
+                                               weights=None)  # pyright: ignore[reportArgumentType]
     mobilenet.export(str(tmp_path / "m"), verbose=False)
     classifier = ImageClassifier(tmp_path / "m", preprocessing="mobilenet_v2")
     images = np.stack([data.load_image(name, size=(96, 96)) for name in data.sample_images()])

@@ -59,7 +59,7 @@ def test_load_image_unknown_name_lists_the_known_ones():
 
 def test_load_image_rejects_bad_size_directories_and_non_images(tmp_path):
     with pytest.raises(CourseError, match="height, width"):
-        data.load_image("cat", size=(224,))
+        data.load_image("cat", size=(224,))  # pyright: ignore[reportArgumentType]  (deliberately wrong: one number)
     with pytest.raises(CourseError, match="height, width"):
         data.load_image("cat", size=(0, 224))
     with pytest.raises(CourseError, match="directory"):
@@ -112,7 +112,7 @@ def test_decode_top_k_validates_k_and_values():
     scores = np.zeros((1, 1000))
     for bad_k in (0, 1001, 2.5, True):
         with pytest.raises(CourseError, match="k must be"):
-            data.decode_top_k(scores, k=bad_k)
+            data.decode_top_k(scores, k=bad_k)  # pyright: ignore[reportArgumentType]  (deliberately not a valid int)
     scores[0, 3] = np.nan
     with pytest.raises(CourseError, match="NaN"):
         data.decode_top_k(scores)

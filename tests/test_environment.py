@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ flags\t\t: fpu vme
 
 
 def make_report(**overrides) -> environment.EnvironmentReport:
-    facts = dict(
+    facts: dict[str, Any] = dict(
         python="3.11.7", platform="Linux x86_64", tensorflow="2.21.0", keras="3.15.1",
         build={"is_cuda_build": True, "cuda_version": "12.5.1", "cudnn_version": "9"}, gpus=[],
         cpu_model="test cpu", cpu_features={"avx2": True}, logical_cores=16, cgroup_cpus=None,

@@ -18,7 +18,8 @@ F32 = 4  # bytes per float32
 
 @pytest.fixture(scope="module")
 def resnet50():
-    return keras.applications.ResNet50(weights=None)
+    # Keras documents weights=None (random initialisation); pyright infers `str` from the default "imagenet"
+    return keras.applications.ResNet50(weights=None)  # pyright: ignore[reportArgumentType]
 
 
 def mlp():
@@ -122,7 +123,9 @@ def test_multiple_outputs_stay_alive_to_the_end():
 
 def test_an_operation_with_two_outputs_counts_both():
     x = keras.Input((8,))
-    left, right = keras.ops.split(x, 2, axis=-1)
+    halves = keras.ops.split(x, 2, axis=-1)
+    assert halves is not None
+    left, right = halves
     model = keras.Model(x, keras.layers.Add()([left, right]))
     rows = memory.activation_bytes_by_layer(model, 2)
     assert rows[0].output_shapes == ((2, 4), (2, 4))
@@ -251,13 +254,14 @@ def test_measured_peak_counts_what_the_function_allocates():
     grown = memory.measured_peak_bytes(allocate, device=device)
     assert grown is not None and grown >= 1024**2
     absolute = memory.measured_peak_bytes(allocate, device=device, include_resident=True)
-    assert absolute >= grown
+    assert absolute is not None and absolute >= grown
 
 
 @pytest.mark.cpu_sensitive
 def test_cpu_memory_is_measured_by_the_allocator_with_onednn_and_by_rss_without(capsys):
     measurement = memory.measure_peak(lambda: tf.ones((512, 1024)) + 1.0, "CPU:0")
     assert measurement.method == on_cpu_peak_method(), measurement
+    assert measurement.bytes is not None, measurement
     assert measurement.bytes >= 2 * 1024**2  # two 2 MiB tensors alive at once, whichever counter saw them
     assert ("resident memory" in measurement.note) == (measurement.method == "process-rss")
     memory.measured_peak_bytes(lambda: tf.ones((512, 1024)), "CPU:0")
@@ -359,9 +363,11 @@ def test_an_eager_call_holds_every_layer_output_and_a_compiled_one_does_not():
     estimate = memory.estimate_memory(model, 64)
     assert estimate.activations_total_bytes == 6 * 16 * memory.MIB
     compiled = tf.function(lambda x: model(x, training=False))
-    model(batch, training=False), compiled(batch)  # warm up both
+    model(batch, training=False)  # warm up the eager call
+    compiled(batch)  # and the compiled one
     eager = memory.measure_peak(lambda: model(batch, training=False), "CPU:0")
     compiled_peak = memory.measure_peak(lambda: compiled(batch), "CPU:0")
     assert eager.method == compiled_peak.method == on_cpu_peak_method()
+    assert eager.bytes is not None and compiled_peak.bytes is not None, (eager, compiled_peak)
     assert eager.bytes >= 0.9 * estimate.activations_total_bytes          # all six 16 MiB outputs at once
     assert compiled_peak.bytes < 0.5 * estimate.activations_total_bytes   # one or two at a time

@@ -43,7 +43,15 @@ def offline(monkeypatch):
 @pytest.fixture(scope="module")
 def mobilenet():
     keras.utils.set_random_seed(7)
-    return keras.applications.MobileNetV2(weights=None)
+    # Keras documents weights=None (random initialisation); pyright infers `str` from the default "imagenet"
+    return keras.applications.MobileNetV2(weights=None)  # pyright: ignore[reportArgumentType]
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files without logging each request to stderr."""
+
+    def log_message(self, format, *args):
+        pass
 
 
 @pytest.fixture
@@ -51,8 +59,7 @@ def file_server(tmp_path):
     """A real HTTP server on 127.0.0.1 serving tmp_path/www; yields (folder, base_url)."""
     folder = tmp_path / "www"
     folder.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *args: None
+    handler = functools.partial(_QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -266,7 +273,8 @@ def test_load_hub_downloads_into_the_course_cache(hub_style_savedmodel, file_ser
     handle = f"{base_url}/doubler/1"
     loaded = models.load_hub(handle)
     assert loaded.source == "download"
-    assert loaded.path == models.hub_module_dir(handle) and (loaded.path / "saved_model.pb").is_file()
+    assert loaded.path is not None and loaded.path == models.hub_module_dir(handle)
+    assert (loaded.path / "saved_model.pb").is_file()
     np.testing.assert_allclose(loaded.model(tf.constant([[0.5, 1.0, 1.5]])).numpy(), [[1.0, 2.0, 3.0]])
     assert models.load_hub(handle).source == "cache"
     assert "TFHUB_CACHE_DIR" not in os.environ

@@ -203,6 +203,8 @@ def _load_keras(path: Path, fmt: str) -> Predictor:
     import keras
 
     model = keras.models.load_model(str(path), compile=False)
+    if not isinstance(model, keras.Model):  # load_model is untyped: pyright sees `object | None`
+        raise CourseError(f"{path} did not load as a keras.Model (got {type(model).__name__})")
 
     def predict(inputs: np.ndarray) -> np.ndarray:
         return np.asarray(model(inputs, training=False), dtype=np.float32)

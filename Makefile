@@ -21,7 +21,7 @@ SOURCES    ?= $(CURDIR)/solutions
 CLASSROOM   = $(PY) -m course_lib.dev.classroom --course $(COURSE_DIR) --sources $(SOURCES)
 
 .PHONY: help venv kernel notebooks lab fresh test lint strip refresh lock doctor clean \
-        course release grade feedback grades formgrader progress gpu-report binder-check binder-badge currency
+        course generate grade feedback grades formgrader progress gpu-report binder-check binder-badge currency
 
 # GPU CI and lab VMs: every notebook with QUICK=False plus the measured report (DRY_RUN=1: CPU sizes).
 REPORT_DIR ?= results/$(shell date -u +%Y%m%d-%H%M)
@@ -33,7 +33,7 @@ help:
 	@echo "make fresh NB=03  students: a fresh copy of a notebook beside yours in work/"
 	@echo "make progress   students: your visible-test points per exercise"
 	@echo "make notebooks  authors: regenerate notebooks/ from solutions/ (nbgrader generate_assignment)"
-	@echo "make course | release | grade ASSIGNMENT=.. [SUBMISSIONS=..] | feedback ASSIGNMENT=.. | grades | formgrader"
+	@echo "make course | generate | grade ASSIGNMENT=.. [SUBMISSIONS=..] | feedback ASSIGNMENT=.. | grades | formgrader"
 	@echo "make gpu-report [DRY_RUN=1] [REPORT_DIR=results/...]   measured performance report"
 	@echo "make binder-check [NOTEBOOKS=..] [OUT=..]   every notebook under Binder's 2 GB / 1 CPU (root: a cgroup)"
 	@echo "make binder-badge   point the README's Binder badge at this repository's GitHub remote"
@@ -55,7 +55,7 @@ kernel: $(STAMP)
 
 # Authors only: students get notebooks/ from git. Never replaces a file edited by hand there.
 notebooks: $(STAMP)
-	$(PY) -m course_lib.dev.release
+	$(PY) -m course_lib.dev.generate
 
 # Nothing is generated here: work/ is synced (never over your changes) and JupyterLab starts.
 lab: $(STAMP)
@@ -120,8 +120,8 @@ progress: $(STAMP)
 course: $(STAMP)
 	$(CLASSROOM) setup
 
-release: course
-	$(CLASSROOM) release $(ASSIGNMENT)
+generate: course
+	$(CLASSROOM) generate $(ASSIGNMENT)
 
 grade: $(STAMP)
 	@test -n "$(ASSIGNMENT)" || (echo "usage: make grade ASSIGNMENT=<id> [SUBMISSIONS=<folder or zip>]"; exit 2)

@@ -29,6 +29,20 @@ def course_root() -> Path:
 REPO_ROOT = course_root()
 """`course_root()` when course_lib was imported: what the author tools (course_lib.dev) work on."""
 
+# The three folders of notebooks, one name each (the workflow: generate, then sync):
+SOLUTIONS = "solutions"
+"""nbgrader's source notebooks, with solutions and hidden tests: the one source of truth."""
+STUDENT_NOTEBOOKS = "notebooks"
+"""The student versions the course ships, generated from solutions/ (nbgrader's release directory)."""
+WORKSPACE = "work"
+"""The student's own copies of the student notebooks (course_lib.workspace); never in git."""
+
+
+def assignment_ids(sources: Path | None = None) -> list[str]:
+    """The assignments of a course: one folder holding a notebook per assignment in `sources`."""
+    sources = sources or REPO_ROOT / SOLUTIONS
+    return sorted(p.name for p in sources.iterdir() if p.is_dir() and list(p.glob("*.ipynb")))
+
 
 def data_dir() -> Path:
     """The `data/` folder shipped with the course (override with COURSE_DATA_DIR)."""

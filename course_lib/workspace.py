@@ -30,10 +30,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course_lib.paths import course_root
+from course_lib.paths import STUDENT_NOTEBOOKS, WORKSPACE, course_root
 
-SHIPPED = "notebooks"
-WORKSPACE = "work"
 MANIFEST = ".generated.json"
 STATE = ".course-state.json"
 
@@ -110,7 +108,7 @@ class SyncReport:
 def sync(root: Path | None = None) -> SyncReport:
     """Bring `work/` up to date with `notebooks/` without ever overwriting a file you changed."""
     root = (root or course_root()).resolve()
-    shipped, work = root / SHIPPED, root / WORKSPACE
+    shipped, work = root / STUDENT_NOTEBOOKS, root / WORKSPACE
     manifest = read_json(shipped / MANIFEST)
     state_path = work / STATE
     state = read_json(state_path)
@@ -142,7 +140,7 @@ def sync(root: Path | None = None) -> SyncReport:
 def fresh_copy(assignment: str, root: Path | None = None) -> Path:
     """A fresh copy of the course's version of a notebook, beside yours: `<name>.fresh[-N].ipynb`."""
     root = (root or course_root()).resolve()
-    shipped = root / SHIPPED
+    shipped = root / STUDENT_NOTEBOOKS
     matches = [name for name in shipped_files(shipped)
                if Path(name).stem == Path(name).parts[0] and name.endswith(".ipynb")
                and Path(name).parts[0].startswith(assignment)]

@@ -51,7 +51,7 @@ def run_cli(*args, env_extra=None, check=True):
 def graded_class(tmp_path_factory):
     root = tmp_path_factory.mktemp("class") / "course"
     run_cli("--course", str(root), "--sources", str(SOURCES), "setup")
-    run_cli("--course", str(root), "--sources", str(SOURCES), "release")
+    run_cli("--course", str(root), "--sources", str(SOURCES), "generate")
     result = run_cli("--course", str(root), "--sources", str(SOURCES), "grade", ASSIGNMENT, "--from", str(SUBMISSIONS))
     report = {o["student"]: o for o in json.loads((root / f"grading-report-{ASSIGNMENT}.json").read_text())}
     return root, report, result.stdout
@@ -105,7 +105,7 @@ def test_grades_export_to_csv(graded_class):
 def test_an_interrupted_run_keeps_what_it_graded(tmp_path):
     root = tmp_path / "course"
     run_cli("--course", str(root), "--sources", str(SOURCES), "setup")
-    run_cli("--course", str(root), "--sources", str(SOURCES), "release")
+    run_cli("--course", str(root), "--sources", str(SOURCES), "generate")
     submissions = tmp_path / "subs"
     for student in ("partial", "perfect", "untouched"):
         shutil.copytree(SUBMISSIONS / student, submissions / student)
@@ -130,7 +130,7 @@ def test_an_interrupted_run_keeps_what_it_graded(tmp_path):
 @pytest.mark.slow  # nbgrader grades submissions
 def test_lms_zip_is_collected_with_zip_collect(tmp_path):
     course = CourseDirectory(tmp_path / "course", [ASSIGNMENT], sources=SOURCES)
-    course.release()
+    course.generate()
     archive = tmp_path / "lms-download.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
         for student in ("perfect", "partial"):

@@ -19,8 +19,8 @@ import nbformat
 import pytest
 from nbgrader.utils import determine_grade
 
+from course_lib.dev.generate import nbgrader
 from course_lib.dev.grading import CourseDirectory, fill_answers, kernels_capture_fd_output
-from course_lib.dev.release import nbgrader
 from course_lib.dev.scoring import STDERR_HEADER, is_test_cell, set_aside_texts
 from course_lib.paths import REPO_ROOT
 
@@ -67,7 +67,7 @@ def cell_named(notebook: nbformat.NotebookNode, grade_id: str) -> nbformat.Noteb
 def graded(tmp_path_factory):
     """A class of five, autograded and given feedback with the course's config and grading kernel."""
     course = CourseDirectory(tmp_path_factory.mktemp("course-noise"), [ASSIGNMENT], sources=FIXTURES)
-    course.release()
+    course.generate()
     wrong_mean = {**WRONG, "mean": mean_returning_total(course)}
     course.submit("alice", ASSIGNMENT, submission(course))  # correct, noisy
     course.submit("bob", ASSIGNMENT, submission(course, wrong_mean))  # every answer wrong, as noisy

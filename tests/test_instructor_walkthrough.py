@@ -44,10 +44,10 @@ def course(tmp_path_factory):
             "vars": [f"COURSE_DIR={root / 'tf-course-grading'}", f"SOURCES={FIXTURES / 'source'}"]}
 
 
-def test_1_setup_and_2_release(course):
+def test_1_setup_and_2_generate(course):
     make("course", *course["vars"])
     assert (course["dir"] / "nbgrader_config.py").exists()
-    make("release", *course["vars"])
+    make("generate", *course["vars"])
     released = (course["dir"] / "notebooks" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text()
     assert "NotImplementedError" in released and "BEGIN HIDDEN TESTS" not in released
 

@@ -6,8 +6,7 @@ import nbformat
 import pytest
 
 from course_lib.dev.notebooks import is_reference_cell
-from course_lib.dev.release import assignment_ids
-from course_lib.paths import KERNEL_NAME, REPO_ROOT
+from course_lib.paths import KERNEL_NAME, REPO_ROOT, assignment_ids
 
 NOTEBOOKS = [REPO_ROOT / "solutions" / a / f"{a}.ipynb" for a in assignment_ids()]
 

@@ -14,8 +14,7 @@ import nbformat
 import pytest
 
 from course_lib.dev.grading import CourseDirectory, exercises, fill_answers
-from course_lib.dev.release import assignment_ids
-from course_lib.paths import REPO_ROOT
+from course_lib.paths import REPO_ROOT, assignment_ids
 
 ASSIGNMENTS = assignment_ids()
 
@@ -27,7 +26,7 @@ pytestmark = pytest.mark.slow  # every notebook run through nbgrader
 def graded(request, tmp_path_factory):
     assignment = request.param
     course = CourseDirectory(tmp_path_factory.mktemp(f"course-{assignment}"), [assignment])
-    course.release()
+    course.generate()
     solution = nbformat.read(course.source_notebook(assignment), as_version=4)
     student = nbformat.read(course.student_notebook(assignment), as_version=4)
     skipped = exercises(solution)[-1]

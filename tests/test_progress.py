@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow  # nbgrader releases the assignment, the command r
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
     course = CourseDirectory(tmp_path_factory.mktemp("progress"), [ASSIGNMENT], sources=FIXTURES / "source")
-    course.release()
+    course.generate()
     student = nbformat.read(course.student_notebook(ASSIGNMENT), as_version=4)
     solution = nbformat.read(course.source_notebook(ASSIGNMENT), as_version=4)
     return course, student, solution

@@ -16,8 +16,8 @@ import nbformat
 import pytest
 
 from course_lib import workspace
+from course_lib.dev.generate import publish
 from course_lib.dev.lab_startup import start_lab_and_stop
-from course_lib.dev.release import publish
 from course_lib.paths import course_root
 
 REPO = course_root()
@@ -249,5 +249,5 @@ def test_the_lab_command_never_regenerates_anything():
     makefile = (REPO / "Makefile").read_text()
     lab_rule = makefile.split("\nlab:", 1)[1].split("\n\n", 1)[0]
     assert "notebooks" not in lab_rule.split("\n", 1)[0], "make lab must not depend on `make notebooks`"
-    assert "course_lib.dev.release" not in (REPO / "binder" / "postBuild").read_text()
-    assert "course_lib.dev.release" not in (REPO / "Dockerfile").read_text()
+    assert "course_lib.dev.generate" not in (REPO / "binder" / "postBuild").read_text()
+    assert "course_lib.dev.generate" not in (REPO / "Dockerfile").read_text()

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from course_lib.dev.cgroup_sandbox import Sandbox, Usage
-from course_lib.dev.release import assignment_ids
 from course_lib.errors import CourseError
+from course_lib.paths import assignment_ids
 
 PROBE = "import json; from course_lib import cgroups; print(json.dumps(cgroups.read_cgroup_limits()))"
 

@@ -203,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         report["tflite"] = tflite_section(plan, Path(workdir))
     report["notebooks"] = []
     if not args.skip_notebooks:
-        from course_lib.dev.release import assignment_ids
         from course_lib.dev.run_notebooks import run_notebook
+        from course_lib.paths import assignment_ids
 
         executed = out / "notebooks"
         executed.mkdir(exist_ok=True)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import nbformat
 
-from course_lib.dev.release import RELEASE, SOURCE, nbgrader
-from course_lib.paths import REPO_ROOT
+from course_lib.dev.generate import nbgrader
+from course_lib.paths import REPO_ROOT, SOLUTIONS, STUDENT_NOTEBOOKS
 
 
 @contextmanager
@@ -95,12 +95,12 @@ def fill_answers(student: nbformat.NotebookNode, solution: nbformat.NotebookNode
 class CourseDirectory:
     """An nbgrader course directory outside the repository, built from its solutions/."""
 
-    def __init__(self, root: Path, assignments: list[str], sources: Path = REPO_ROOT / SOURCE):
+    def __init__(self, root: Path, assignments: list[str], sources: Path = REPO_ROOT / SOLUTIONS):
         self.root = Path(root)
         self.assignments = assignments
         self.root.mkdir(parents=True, exist_ok=True)
         for assignment in assignments:
-            target = self.root / SOURCE / assignment
+            target = self.root / SOLUTIONS / assignment
             if not target.exists():
                 shutil.copytree(sources / assignment, target,
                                 ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
@@ -110,16 +110,18 @@ class CourseDirectory:
         if result.returncode != 0:
             raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{result.stderr[-4000:]}")
 
-    def release(self) -> None:
-        """Generate the student versions (and register the assignments in the gradebook)."""
-        for assignment in self.assignments:
-            self.run("generate_assignment", assignment, "--force", "--create")
+    def generate(self) -> None:
+        """Generate the student versions (and register the assignments in the gradebook).
+
+        One nbgrader process for all of them: the course directory holds only `self.assignments`.
+        """
+        self.run("generate_assignment", "*", "--force", "--create")
 
     def source_notebook(self, assignment: str) -> Path:
-        return self.root / SOURCE / assignment / f"{assignment}.ipynb"
+        return self.root / SOLUTIONS / assignment / f"{assignment}.ipynb"
 
     def student_notebook(self, assignment: str) -> Path:
-        return self.root / RELEASE / assignment / f"{assignment}.ipynb"
+        return self.root / STUDENT_NOTEBOOKS / assignment / f"{assignment}.ipynb"
 
     def submit(self, student: str, assignment: str, notebook: nbformat.NotebookNode | Path) -> Path:
         """Place a submission as `nbgrader collect` would."""

@@ -23,8 +23,7 @@ from pathlib import Path
 
 import nbformat
 
-from course_lib.dev.release import SOURCE, assignment_ids
-from course_lib.paths import KERNEL_NAME, REPO_ROOT
+from course_lib.paths import KERNEL_NAME, REPO_ROOT, SOLUTIONS, assignment_ids
 
 
 @dataclass
@@ -98,7 +97,7 @@ def cell_timings(notebook_path: Path, top: int = 5) -> list[CellTiming]:
 
 
 def run_notebook(assignment: str, out_dir: Path, parameters: dict, kernel: str = KERNEL_NAME,
-                 source_root: Path = REPO_ROOT / SOURCE) -> NotebookRun:
+                 source_root: Path = REPO_ROOT / SOLUTIONS) -> NotebookRun:
     """Execute one notebook in a scratch working directory; never raises for a failing notebook."""
     import papermill
 

@@ -8,8 +8,8 @@ records the digest of every generated file, and a file whose digest differs was 
 (students worked in notebooks/ before work/ existed). Such a file is kept and reported; the command
 then exits 1, so the author sees it.
 
-    python -m course_lib.dev.release            # regenerate notebooks/ in the repository
-    python -m course_lib.dev.release --check    # exit 1 if notebooks/ is stale
+    python -m course_lib.dev.generate            # regenerate notebooks/ in the repository
+    python -m course_lib.dev.generate --check    # exit 1 if notebooks/ is stale
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course_lib.paths import REPO_ROOT
+from course_lib.paths import REPO_ROOT, SOLUTIONS, STUDENT_NOTEBOOKS, assignment_ids
 from course_lib.workspace import (
     MANIFEST,
     file_digest,
@@ -34,9 +34,6 @@ from course_lib.workspace import (
     write_json_atomically,
 )
 
-SOURCE = "solutions"
-RELEASE = "notebooks"
-
 
 def venv_env() -> dict[str, str]:
     """The environment with this interpreter's bin/ first: nbgrader runs `alembic` from PATH."""
@@ -44,10 +41,6 @@ def venv_env() -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 
-
-def assignment_ids(root: Path = REPO_ROOT) -> list[str]:
-    """The assignments of the course: one folder per notebook under solutions/."""
-    return sorted(p.name for p in (root / SOURCE).iterdir() if p.is_dir() and list(p.glob("*.ipynb")))
 
 
 def nbgrader(args: list[str], course_root: Path) -> subprocess.CompletedProcess:
@@ -67,14 +60,14 @@ def generate(out_dir: Path, ids: list[str] | None = None) -> Path:
     with tempfile.TemporaryDirectory(prefix="course-release-") as scratch:
         course = Path(scratch)
         for assignment in ids:
-            shutil.copytree(REPO_ROOT / SOURCE / assignment, course / SOURCE / assignment,
+            shutil.copytree(REPO_ROOT / SOLUTIONS / assignment, course / SOLUTIONS / assignment,
                             ignore=shutil.ignore_patterns(".*", "__pycache__"))
         result = nbgrader(["generate_assignment", "*", "--force", "--create"], course)
         if result.returncode != 0:
             raise RuntimeError(f"nbgrader generate_assignment failed:\n{result.stderr[-3000:]}")
         out_dir.mkdir(parents=True, exist_ok=True)
         for assignment in ids:
-            shutil.copytree(course / RELEASE / assignment, out_dir / assignment, dirs_exist_ok=True)
+            shutil.copytree(course / STUDENT_NOTEBOOKS / assignment, out_dir / assignment, dirs_exist_ok=True)
     write_json_atomically(out_dir / MANIFEST, {name: file_digest(out_dir / name) for name in shipped_files(out_dir)})
     return out_dir
 
@@ -135,7 +128,7 @@ def stale_files(expected_dir: Path, actual_dir: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.dev.release", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m course_lib.dev.generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only report whether notebooks/ is stale")
     args = parser.parse_args(argv)
@@ -143,12 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         print("no notebooks in solutions/ yet: nothing to generate")
         return 0
     with tempfile.TemporaryDirectory() as fresh:
-        generated = generate(Path(fresh) / RELEASE)
+        generated = generate(Path(fresh) / STUDENT_NOTEBOOKS)
         if args.check:
-            stale = stale_files(generated, REPO_ROOT / RELEASE)
+            stale = stale_files(generated, REPO_ROOT / STUDENT_NOTEBOOKS)
             print("\n".join(stale) or "notebooks/ is up to date")
             return 1 if stale else 0
-        report = publish(generated, REPO_ROOT / RELEASE)
+        report = publish(generated, REPO_ROOT / STUDENT_NOTEBOOKS)
     print(f"notebooks/: {len(report.written)} file(s) written, {len(report.removed)} removed, "
           f"the rest already up to date")
     for name in report.kept_edited:

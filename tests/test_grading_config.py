@@ -192,7 +192,8 @@ def test_the_validate_button_grades_like_validate(graded, monkeypatch):
     paths = jupyter_config_path()
     paths.insert(0, os.getcwd())
     app = NbGrader()
-    app.config_file_paths.append(paths)
+    # As nbgrader's validate handler does it, list and all (server_extensions/validate_assignment/handlers.py).
+    app.config_file_paths.append(paths)  # pyright: ignore[reportArgumentType]
     app.load_config_file()
     with kernels_capture_fd_output():
         result = Validator(config=app.config).validate(str(path))

@@ -23,6 +23,7 @@ def test_parameters_cell_holds_only_literal_assignments(path):
     tree = ast.parse(cells[0].source)
     for statement in tree.body:
         assert isinstance(statement, ast.Assign | ast.AnnAssign), f"not an assignment: {ast.unparse(statement)}"
+        assert statement.value is not None, f"a parameter without a value: {ast.unparse(statement)}"
         ast.literal_eval(statement.value)  # raises for anything derived from another name
     names = {target.id for s in tree.body for target in getattr(s, "targets", [getattr(s, "target", None)])}
     assert "QUICK" in names

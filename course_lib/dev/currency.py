@@ -47,6 +47,8 @@ from course_lib.paths import KERNEL_NAME, REPO_ROOT
 
 CURRENCY_KERNEL = f"{KERNEL_NAME}-currency"
 DEFAULT_VENV = ".currency-venv"
+MAKE_STAMP = ".course-installed"
+"""The Makefile's mark of a built environment ($(VENV)/.course-installed)."""
 NEWEST = ("tensorflow", "keras", "tf-keras")
 TF_FAMILY = frozenset({
     "tensorflow", "tensorflow-cpu", "tensorflow-intel", "tf-nightly", "keras", "keras-nightly", "tf-keras",
@@ -363,14 +365,6 @@ def build_environment(env: Environment, report: dict, work: Path) -> None:
         if result.returncode:
             raise RuntimeError(f"tensorflow {tensorflow} with keras {keras} does not install: "
                                f"{pip_conflict(result.stdout + result.stderr)}")
-    installed = installed_versions(env)
-    if "keras-nightly" in installed:
-        env.pip("uninstall", "--yes", "keras-nightly")
-        env.pip("install", "--no-deps", "--force-reinstall", f"keras=={keras}")
-        notes.append(f"tensorflow {tensorflow} requires keras-nightly (release candidates do); it shares the "
-                     f"`keras/` folder with keras, so keras-nightly {installed['keras-nightly']} was removed "
-                     f"and keras {keras} reinstalled: the run tests the Keras release students get.")
-
     pinned = work / "constraints-newest.txt"
     pinned.write_text(con_file.read_text() + f"tensorflow=={tensorflow}\nkeras=={keras}\ntf-keras=={tf_keras}\n")
     if not tf_keras_matches:
@@ -386,6 +380,15 @@ def build_environment(env: Environment, report: dict, work: Path) -> None:
             why = pip_conflict(result.stdout + result.stderr)
             notes.append(f"{requirement} refuses tensorflow {tensorflow} ({why}); installed with --no-deps.")
 
+    # Last of the installs: any install that checks tensorflow's dependencies brings keras-nightly back.
+    installed = installed_versions(env)
+    if "keras-nightly" in installed:
+        env.pip("uninstall", "--yes", "keras-nightly")
+        env.pip("install", "--no-deps", "--force-reinstall", f"keras=={keras}")
+        notes.append(f"tensorflow {tensorflow} requires keras-nightly (release candidates do); it shares the "
+                     f"`keras/` folder with keras, so keras-nightly {installed['keras-nightly']} was removed "
+                     f"and keras {keras} reinstalled: the run tests the Keras release students get.")
+
     result = env.pip("install", "--quiet", "--no-deps", "--no-build-isolation", "-e", str(REPO_ROOT))
     if result.returncode:
         raise RuntimeError(f"course_lib does not install: {first_line(result.stderr)}")
@@ -396,12 +399,15 @@ def build_environment(env: Environment, report: dict, work: Path) -> None:
         if result.returncode:
             raise RuntimeError(f"kernel {name} could not be registered: {first_line(result.stderr)}")
     env.run([str(env.python), "-m", "course_lib.dev.kernel_limits", "install"])
+    # The tests that run `make` get this environment (VENV=, see run_tests), marked as built: make must not
+    # reinstall the course's pins into it.
+    (env.path / MAKE_STAMP).touch()
 
     report["versions"] = {name: version for name, version in installed_versions(env).items() if name in REPORTED}
     check = env.pip("check")
     report["pip_check"] = [line for line in check.stdout.splitlines() if line.strip()] if check.returncode else []
-    probe = env.run([str(env.python), "-c", "import json, tensorflow as tf, keras; "
-                     "print(json.dumps({'tensorflow': tf.__version__, 'keras': keras.__version__}))"],
+    probe = env.run([str(env.python), "-c", ("import json, tensorflow as tf, keras; print(json.dumps("
+                                             "{'tensorflow': tf.__version__, 'keras': keras.__version__}))")],
                     env={"TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)
     try:
         report["imported"] = json.loads(probe.stdout.strip().splitlines()[-1])
@@ -445,7 +451,8 @@ def run_tests(env: Environment, report: dict, pytest_args: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="currency-tests-") as basetemp:
         args = [str(env.python), "-m", "pytest", "-p", "no:cacheprovider", "--basetemp", basetemp, *pytest_args]
         start = time.perf_counter()
-        result = env.run(args, timeout=TESTS_TIMEOUT_S, env={"COLUMNS": "400", "COURSE_ROOT": str(REPO_ROOT)})
+        result = env.run(args, timeout=TESTS_TIMEOUT_S,
+                         env={"COLUMNS": "400", "COURSE_ROOT": str(REPO_ROOT), "VENV": str(env.path)})
         parsed = parse_pytest_output(result.stdout)
     display = ["pytest", *pytest_args]
     report["tests"] = {"command": " ".join(f'"{a}"' if " " in a else a for a in display),

@@ -9,4 +9,4 @@ from course_lib.errors import CourseError
 from course_lib.paths import cache_dir, data_dir
 
 __version__ = "0.1.0"
-__all__ = ["CourseError", "cache_dir", "data_dir", "__version__"]
+__all__ = ["CourseError", "__version__", "cache_dir", "data_dir"]

@@ -169,7 +169,7 @@ def _run_checked(runner: Callable[[np.ndarray], Any], batch: np.ndarray, method:
         materialize(runner(batch))
     except CourseError:
         raise
-    except Exception as error:  # noqa: BLE001 - any failure of the model on this input
+    except Exception as error:  # any failure of the model on this input
         raise CourseError(
             f"the model failed on a batch of shape {batch.shape} and dtype {batch.dtype} "
             f"(method {method!r}): {type(error).__name__}: {str(error).strip().splitlines()[0]}"

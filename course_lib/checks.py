@@ -78,6 +78,6 @@ def check_raises(function: Any, exception: type[BaseException], name: str, hint:
         function()
     except exception:
         return
-    except Exception as error:  # noqa: BLE001 - reported to the student, not swallowed
+    except Exception as error:  # reported to the student, not swallowed
         _fail(f"{name}: expected {exception.__name__}, but it raised {type(error).__name__}: {error}", hint)
     _fail(f"{name}: expected {exception.__name__}, but nothing was raised", hint)

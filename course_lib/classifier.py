@@ -271,7 +271,7 @@ class ImageClassifier:
         self.includes_preprocessing = bool(metadata.get("includes_preprocessing", False))
         try:
             self._loaded = tf.saved_model.load(str(self.model_dir))
-        except Exception as error:  # noqa: BLE001 - TF raises many types for a broken SavedModel
+        except Exception as error:  # TF raises many types for a broken SavedModel
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ModelLoadError(f"could not load the SavedModel at {self.model_dir}: {first_line}") from None
         self._signature = self._find_signature(signature)

@@ -67,9 +67,8 @@ def load_image(name_or_path: str | os.PathLike[str], size: tuple[int, int] | Non
     model family has its own `preprocess_input`: apply it yourself.
     """
     path = _resolve_image(name_or_path)
-    if size is not None:
-        if len(size) != 2 or any(int(s) != s or s < 1 for s in size):
-            raise CourseError(f"size must be (height, width) in positive pixels, e.g. (224, 224); got {size!r}")
+    if size is not None and (len(size) != 2 or any(int(s) != s or s < 1 for s in size)):
+        raise CourseError(f"size must be (height, width) in positive pixels, e.g. (224, 224); got {size!r}")
     try:
         with Image.open(path) as image:
             rgb = image.convert("RGB")

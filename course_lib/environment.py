@@ -126,8 +126,8 @@ class EnvironmentReport:
             "Course environment report",
             f"  Python        {self.python} on {self.platform}",
             f"  TensorFlow    {self.tensorflow} (Keras {self.keras})",
-            f"  Built with    CUDA {build.get('cuda_version', '-')}, cuDNN {build.get('cudnn_version', '-')}, "
-            f"CUDA build: {build.get('is_cuda_build', False)}",
+            (f"  Built with    CUDA {build.get('cuda_version', '-')}, cuDNN {build.get('cudnn_version', '-')}, "
+            f"CUDA build: {build.get('is_cuda_build', False)}"),
             f"  CPU           {self.cpu_model}",
             "  CPU features  "
             + ", ".join(f"{name}={'yes' if ok else 'no'}" for name, ok in self.cpu_features.items()),
@@ -177,7 +177,7 @@ def read_cpu_features(cpuinfo: str | None = None) -> tuple[str, dict[str, bool]]
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
             names = ARM_FEATURES if arm else X86_FEATURES
-            return platform.processor() or "unknown", {name: False for name in names}
+            return platform.processor() or "unknown", dict.fromkeys(names, False)
     model, flags = "unknown", set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")

@@ -76,8 +76,8 @@ def check_notebook(path: Path, kernel_name: str = KERNEL_NAME, timeout: int = 30
 
 def format_table(results: list[ExerciseResult]) -> str:
     lines = ["| notebook | exercise | points | first failing message |", "|---|---|---:|---|"]
-    for r in results:
-        lines.append(f"| {r.notebook} | {r.exercise} | {r.earned:g} / {r.possible:g} | {r.message[:100]} |")
+    lines.extend(f"| {r.notebook} | {r.exercise} | {r.earned:g} / {r.possible:g} | {r.message[:100]} |"
+                 for r in results)
     earned, possible = sum(r.earned for r in results), sum(r.possible for r in results)
     lines.append(f"\nVisible tests passed: {earned:g} of {possible:g} points "
                  "(hidden tests run when your instructor grades).")
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"checking {path.name} ...", file=sys.stderr, flush=True)
         try:
             results.extend(check_notebook(path, args.kernel))
-        except Exception as error:  # noqa: BLE001 - one broken notebook must not hide the others
+        except Exception as error:  # one broken notebook must not hide the others
             results.append(ExerciseResult(path.stem, "(notebook)", 0.0, 0.0, f"could not run: {error}"[:200]))
     print(format_table(results))
     return 0

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -63,10 +63,8 @@ class LoggedProcess:
         return self.process.wait(timeout=timeout)
 
     def _signal(self, signum: int) -> None:
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signum)
-        except ProcessLookupError:
-            pass
 
 
 def recent_processes() -> list[LoggedProcess]:

@@ -118,7 +118,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return [*path[path.index(nxt):], nxt]
             if nxt not in state and (cycle := walk(nxt)):
                 return cycle
         path.pop()
@@ -176,9 +176,8 @@ def test_kernel_names_come_from_paths():
     for module, path in MODULES.items():
         if module in ("course_lib.paths", *NOT_KERNELS):
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and node.value in KERNEL_LITERALS:
-                literal.append(f"{module}:{node.lineno} {node.value!r}")
+        literal.extend(f"{module}:{node.lineno} {node.value!r}" for node in ast.walk(ast.parse(path.read_text()))
+                       if isinstance(node, ast.Constant) and node.value in KERNEL_LITERALS)
     assert literal == [], "use course_lib.paths.KERNEL_NAME / GRADING_KERNEL_NAME instead of: " + ", ".join(literal)
 
 

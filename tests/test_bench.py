@@ -55,7 +55,7 @@ def test_materialize_converts_nested_tensors_and_leaves_other_values():
 
 @pytest.mark.parametrize(("warmup", "repeats"), [(0, 0), (1, -3), (-1, 2), (1, 2.5), (1, True)])
 def test_time_callable_rejects_bad_counts(warmup, repeats):
-    with pytest.raises(CourseError, match="repeats|warmup"):
+    with pytest.raises(CourseError, match=r"repeats|warmup"):
         bench.time_callable(lambda: None, warmup=warmup, repeats=repeats)
 
 

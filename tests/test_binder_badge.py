@@ -24,7 +24,7 @@ def test_github_remotes_give_owner_and_repo(url):
 
 
 def test_a_remote_that_is_not_github_is_refused_with_what_binder_needs():
-    with pytest.raises(CourseError, match="not a GitHub remote.*OWNER/REPO"):
+    with pytest.raises(CourseError, match=r"not a GitHub remote.*OWNER/REPO"):
         binder_badge.github_path("https://gitlab.com/acme/tf-course.git")
 
 

@@ -55,7 +55,7 @@ def test_a_v2_sandbox_needs_the_memory_and_cpu_controllers(tmp_path):
 
 
 def test_a_cgroup_file_system_that_cannot_be_written_gets_an_actionable_error(tmp_path):
-    with pytest.raises(CourseError, match="cannot create a cgroup.*--in-place"):
+    with pytest.raises(CourseError, match=r"cannot create a cgroup.*--in-place"):
         Sandbox.create(2**30, 1, root=tmp_path / "missing", membership=V1_MEMBERSHIP)
     with pytest.raises(CourseError, match="limits must be positive"):
         Sandbox.create(0, 1, root=tmp_path, membership=V1_MEMBERSHIP)

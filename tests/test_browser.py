@@ -4,6 +4,7 @@ Playwright drives /usr/bin/chromium (no browser download). `.ci/run` installs Ch
 developer machine without it the test is skipped with the command to install it.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -54,10 +55,9 @@ def restart_and_run_all(page) -> None:
 
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Kernel$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Restart Kernel and Run All Cells")).click()
-    try:
+    # No dialog within the timeout: no kernel was running yet, and JupyterLab starts one without asking.
+    with contextlib.suppress(PlaywrightTimeout):
         page.locator(".jp-Dialog-button", has_text="Restart").click(timeout=20_000)
-    except PlaywrightTimeout:
-        pass  # no kernel was running yet: JupyterLab starts one without asking
 
 
 @pytest.mark.slow  # a browser runs notebook 01 in JupyterLab

@@ -23,7 +23,7 @@ def modules_with_a_main() -> set[tuple[str, str]]:
     found = set()
     for path in sorted((REPO_ROOT / "course_lib").rglob("*.py")):
         relative = path.relative_to(REPO_ROOT)
-        if path.name == "__main__.py" and path.parent.name in ("course_lib", "dev") or str(relative) in NOT_TOOLS:
+        if (path.name == "__main__.py" and path.parent.name in ("course_lib", "dev")) or str(relative) in NOT_TOOLS:
             continue
         for node in ast.parse(path.read_text()).body:
             if isinstance(node, ast.FunctionDef) and (node.name == "main" or node.name.endswith("_main")):

@@ -88,7 +88,7 @@ def test_decode_top_k_orders_classes_by_score():
     assert [p.name for p in decoded[0]] == [names[281], names[285], names[282]]
     assert decoded[0][0].score == pytest.approx(0.5)
     assert decoded[1][0].class_id == 967 and len(decoded[1]) == 3
-    class_id, wnid, name, score = decoded[1][0]
+    _class_id, wnid, name, score = decoded[1][0]
     assert wnid.startswith("n") and name == names[967] and score == pytest.approx(1.0)
 
 

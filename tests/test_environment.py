@@ -20,12 +20,13 @@ flags\t\t: fpu vme
 
 
 def make_report(**overrides) -> environment.EnvironmentReport:
-    facts: dict[str, Any] = dict(
-        python="3.11.7", platform="Linux x86_64", tensorflow="2.21.0", keras="3.15.1",
-        build={"is_cuda_build": True, "cuda_version": "12.5.1", "cudnn_version": "9"}, gpus=[],
-        cpu_model="test cpu", cpu_features={"avx2": True}, logical_cores=16, cgroup_cpus=None,
-        ram_total_bytes=64 * 2**30, ram_available_bytes=60 * 2**30, cgroup_memory_bytes=None, nvidia_smi=None,
-    )
+    facts: dict[str, Any] = {
+        "python": "3.11.7", "platform": "Linux x86_64", "tensorflow": "2.21.0", "keras": "3.15.1",
+        "build": {"is_cuda_build": True, "cuda_version": "12.5.1", "cudnn_version": "9"}, "gpus": [],
+        "cpu_model": "test cpu", "cpu_features": {"avx2": True}, "logical_cores": 16, "cgroup_cpus": None,
+        "ram_total_bytes": 64 * 2**30, "ram_available_bytes": 60 * 2**30, "cgroup_memory_bytes": None,
+        "nvidia_smi": None,
+    }
     facts.update(overrides)
     return environment.EnvironmentReport(**facts)
 
@@ -218,8 +219,8 @@ def test_unknown_command_exits_2_with_usage():
 
 
 @pytest.mark.parametrize(("facts", "exit_code"), [
-    (dict(cgroup_cpus=1.0, cgroup_memory_bytes=2 * 2**30), 0),      # limits: sized from, not a fault
-    (dict(nvidia_smi="550.54", build={"is_cuda_build": False}), 1),  # a GPU TensorFlow cannot use
+    ({"cgroup_cpus": 1.0, "cgroup_memory_bytes": 2 * 2**30}, 0),      # limits: sized from, not a fault
+    ({"nvidia_smi": "550.54", "build": {"is_cuda_build": False}}, 1),  # a GPU TensorFlow cannot use
 ])
 def test_doctor_strict_fails_on_faults_not_on_container_limits(monkeypatch, capsys, facts, exit_code):
     report = make_report(**facts)

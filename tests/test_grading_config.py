@@ -113,12 +113,12 @@ def test_nbgrader_alone_would_have_zeroed_the_correct_answer(graded):
 
 def test_a_correct_answer_that_writes_to_stderr_gets_full_marks(graded):
     _, results, log = graded
-    assert results["alice"].test_scores == {t: 1.0 for t in TESTS.values()}, log[-3000:]
+    assert results["alice"].test_scores == dict.fromkeys(TESTS.values(), 1.0), log[-3000:]
 
 
 def test_a_wrong_answer_that_writes_the_same_gets_zero(graded):
     _, results, log = graded
-    assert results["bob"].test_scores == {t: 0.0 for t in TESTS.values()}, log[-3000:]
+    assert results["bob"].test_scores == dict.fromkeys(TESTS.values(), 0.0), log[-3000:]
     assert results["carol"].test_scores == {"xla-tests": 1.0, "layer-tests": 0.0, "mean-tests": 1.0}, log[-3000:]
 
 

@@ -43,7 +43,7 @@ def test_test_cells_do_not_end_in_an_expression(path):
         meta = cell.metadata.get("nbgrader", {})
         if meta.get("grade") and not meta.get("solution") and cell.cell_type == "code":
             body = ast.parse(cell.source).body
-            assert body and not isinstance(body[-1], ast.Expr) or _is_call(body[-1]), (
+            assert (body and not isinstance(body[-1], ast.Expr)) or _is_call(body[-1]), (
                 f"{meta['grade_id']}: end the test cell with an assert or a call, not a bare value"
             )
 

@@ -31,10 +31,12 @@ def test_a_server_that_logs_more_than_a_pipe_holds_still_comes_up_and_its_log_is
 
 def test_a_server_that_exits_fails_the_test_with_its_exit_code_and_log_tail(tmp_path):
     command = [sys.executable, "-c", "import sys; print('config file not found: x.conf'); sys.exit(3)"]
-    with pytest.raises(pytest.fail.Exception) as info:
-        with running_server(command, tmp_path / "dying.log", url=f"http://127.0.0.1:{free_port()}/", timeout=30,
-                            name="dying server"):
-            pass
+    with (
+        pytest.raises(pytest.fail.Exception) as info,
+        running_server(command, tmp_path / "dying.log", url=f"http://127.0.0.1:{free_port()}/", timeout=30,
+                       name="dying server"),
+    ):
+        pass
     message = str(info.value)
     assert "dying server: exited with code 3" in message and "config file not found: x.conf" in message
 
@@ -43,10 +45,12 @@ def test_a_server_that_never_answers_fails_after_the_timeout_and_is_stopped(tmp_
     port = free_port()
     command = [sys.executable, "-c", "import time; print('still loading', flush=True); time.sleep(600)"]
     started = time.monotonic()
-    with pytest.raises(pytest.fail.Exception) as info:
-        with running_server(command, tmp_path / "stuck.log", url=f"http://127.0.0.1:{port}/", timeout=2,
-                            name="stuck server"):
-            pass
+    with (
+        pytest.raises(pytest.fail.Exception) as info,
+        running_server(command, tmp_path / "stuck.log", url=f"http://127.0.0.1:{port}/", timeout=2,
+                       name="stuck server"),
+    ):
+        pass
     message = str(info.value)
     assert "was not ready within 2 s" in message and "it was stopped" in message and "still loading" in message
     assert time.monotonic() - started < 30

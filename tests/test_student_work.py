@@ -123,7 +123,7 @@ def test_a_fresh_copy_goes_beside_and_never_over_anything(course):
     assert second.name == "01-tensorflow-and-keras.fresh-2.ipynb"
     assert first.read_bytes() == second.read_bytes() == (course / "notebooks" / FIRST).read_bytes()
     assert (course / "work" / FIRST).read_bytes() == mine
-    with pytest.raises(SystemExit, match="no course notebook matches '99'.*01-tensorflow-and-keras"):
+    with pytest.raises(SystemExit, match=r"no course notebook matches '99'.*01-tensorflow-and-keras"):
         workspace.fresh_copy("99", course)
     with pytest.raises(SystemExit, match="matches several notebooks"):
         workspace.fresh_copy("0", course)
@@ -226,7 +226,7 @@ def test_the_readme_path_keeps_the_students_work_through_every_command_and_a_cou
     git("pull", "-q", "--ff-only", cwd=student)
     said = make_lab_start_and_stop(student, home)
     assert (student / "work" / FIRST).read_bytes() == mine, "the student's answer was overwritten"
-    offered = [p for p in (student / "work" / FIRST).parent.glob("*.update-*.ipynb")]
+    offered = list((student / "work" / FIRST).parent.glob("*.update-*.ipynb"))
     assert len(offered) == 1 and f"the new one is beside it: work/{FIRST.split('/')[0]}/{offered[0].name}" in said
     assert offered[0].read_bytes() == (student / "notebooks" / FIRST).read_bytes()
     assert "Added in the newer course version." in offered[0].read_text()

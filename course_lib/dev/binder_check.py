@@ -90,22 +90,22 @@ def write_report(out_dir: Path, requested: dict | None, seen: tuple, fits: list[
         {"requested": requested, "seen_by_course_lib": {"cpus": cpus, "memory_bytes": memory},
          "notebooks": [asdict(fit) | {"fits": fit.fits} for fit in fits]}, indent=2))
     where = "in a cgroup made for the check" if requested else "in this container's own cgroup"
-    lines = [f"# Notebooks under a memory limit of {f'{memory / 2**30:.2f} GiB' if memory else 'none'} and "
-             f"{f'{cpus:g} CPU' if cpus else 'no CPU quota'} ({where})", "",
-             "The limits are the ones course_lib.environment read inside, which the notebooks size threads and "
-             "batches from."]
+    lines = [(f"# Notebooks under a memory limit of {f'{memory / 2**30:.2f} GiB' if memory else 'none'} and "
+             f"{f'{cpus:g} CPU' if cpus else 'no CPU quota'} ({where})"), "",
+             ("The limits are the ones course_lib.environment read inside, which the notebooks size threads and "
+             "batches from.")]
     if requested and (cpus, memory) != (requested["cpus"], requested["memory_bytes"]):
-        lines += ["", f"WARNING: the check set {requested}, but course_lib read {seen}: notebooks would not see "
-                      "the container's real limits."]
+        lines += ["", (f"WARNING: the check set {requested}, but course_lib read {seen}: notebooks would not see "
+                      "the container's real limits.")]
     lines += ["", "| notebook | fits | seconds | kernel peak RSS (MiB) | cgroup peak (MiB) | OOM kills |",
               "|---|---|---:|---:|---:|---:|"]
     for fit in fits:
         lines.append(f"| {fit.assignment} | {'yes' if fit.fits else 'NO'} | {fit.seconds or '-'} | "
                      f"{fit.kernel_peak_rss_mib or '-'} | {fit.cgroup_peak_mib or '-'} | {fit.oom_kills} |")
-    lines += ["", "The cgroup peak includes page cache, which the kernel reclaims before the OOM killer acts, and "
+    lines += ["", ("The cgroup peak includes page cache, which the kernel reclaims before the OOM killer acts, and "
               "leaves out pages of files that were cached before the check (TensorFlow's libraries are charged to "
               "whoever read them first); a fresh container is charged for those too, so the kernel's RSS is the "
-              "safer figure."]
+              "safer figure.")]
     lines += [f"\n{fit.assignment}: {fit.error}" for fit in fits if fit.error]
     lines += [f"\n{fit.assignment} left out to fit: {warning}" for fit in fits for warning in fit.memory_warnings]
     path = out_dir / "binder-check.md"

@@ -9,6 +9,7 @@ CI and lab VMs; elsewhere `Sandbox.create` says what to do instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -152,10 +153,8 @@ class Sandbox:
 
     def reset_peak(self) -> None:
         """Start the peak over (v1 always; v2 on kernels that allow it), so each run gets its own."""
-        try:
+        with contextlib.suppress(OSError):
             (self.memory_dir / PEAK_FILES[self.version]).write_text("0")
-        except OSError:
-            pass
 
     def usage(self) -> Usage:
         """Peak memory since the last reset, and OOM kills since the sandbox was made."""
@@ -175,10 +174,8 @@ class Sandbox:
                     break
                 pids = [int(pid) for pid in read_cgroup_file(folder / "cgroup.procs").split()]
                 for pid in pids:
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                 try:
                     folder.rmdir()
                     break
@@ -193,10 +190,8 @@ class Sandbox:
 
 
 def _remove_folder(folder: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         folder.rmdir()  # a cgroup folder goes with its control files; any other folder stays
-    except OSError:
-        pass
 
 
 def _write_if_present(path: Path, text: str) -> None:

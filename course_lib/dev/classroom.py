@@ -75,7 +75,7 @@ def invalid_notebook_reason(path: Path) -> str:
         nb = nbformat.read(path, as_version=4)
     except (json.JSONDecodeError, nbformat.reader.NotJSONError):
         return "not valid JSON (cut short or not a notebook): ask the student to download it again and resubmit"
-    except Exception as error:  # noqa: BLE001 - any reader failure is a reason to flag
+    except Exception as error:  # any reader failure is a reason to flag
         return f"not a readable notebook ({type(error).__name__}: {error})"
     if not any(cell.metadata.get("nbgrader") for cell in nb.cells):
         return "no nbgrader cells: this is not the course notebook (wrong file submitted?)"
@@ -107,7 +107,7 @@ def _reason_from_outputs(notebook: Path) -> str:
     """Name what went wrong inside a graded notebook: timeouts, memory errors, truncated output."""
     try:
         nb = nbformat.read(notebook, as_version=4)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return ""
     reasons = []
     for cell in nb.cells:

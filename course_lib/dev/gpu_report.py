@@ -172,10 +172,10 @@ def markdown(report: dict) -> str:
     device = report["device"]
     lines = [f"# Course performance report ({'dry run, CPU sizes' if report['dry_run'] else 'full run'})", "",
              f"- Device: {device['summary']}", f"- NVIDIA driver: {device['driver']}",
-             f"- CPU: {device['cpu']} ({', '.join(device['cpu_features']) or 'no listed features'}); "
-             f"oneDNN {'on' if device['onednn'] else 'off' if device['onednn'] is False else 'unknown'}",
-             f"- Measured: {report['measured_at']}; model `{report['plan']['model']}`, "
-             f"input {tuple(report['plan']['input_shape'])}, random weights", "",
+             (f"- CPU: {device['cpu']} ({', '.join(device['cpu_features']) or 'no listed features'}); "
+             f"oneDNN {'on' if device['onednn'] else 'off' if device['onednn'] is False else 'unknown'}"),
+             (f"- Measured: {report['measured_at']}; model `{report['plan']['model']}`, "
+             f"input {tuple(report['plan']['input_shape'])}, random weights"), "",
              "## Inference throughput (compiled function, input on device)", *table(report["throughput"]), "",
              "## Memory: estimate vs measured peak (weights + input + peak activations; eager: every activation)",
              *table(report["memory"]), "",

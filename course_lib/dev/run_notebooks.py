@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,10 +62,8 @@ def peak_child_rss(interval: float = 0.1):
         me = psutil.Process()
         while not stop.is_set():
             for child in me.children(recursive=True):
-                try:
+                with suppress(psutil.Error):
                     peak["bytes"] = max(peak["bytes"], child.memory_info().rss)
-                except psutil.Error:
-                    pass
             stop.wait(interval)
 
     watcher = threading.Thread(target=poll, daemon=True)
@@ -109,7 +107,7 @@ def run_notebook(assignment: str, out_dir: Path, parameters: dict, kernel: str =
         try:
             papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name=kernel,
                                        cwd=workdir, progress_bar=False, log_output=False)
-        except Exception as exc:  # noqa: BLE001 - a failing notebook is a result, not a crash of the runner
+        except Exception as exc:  # a failing notebook is a result, not a crash of the runner
             error = "".join(traceback.format_exception_only(type(exc), exc)).strip()[-2000:]
     seconds = time.perf_counter() - start
     timings = cell_timings(output) if output.exists() else []

@@ -86,11 +86,11 @@ def format_table(rows: Iterable[FormatResult]) -> str:
         "| format | size (bytes) | size | save (s) | load (s) | max abs diff |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for row in rows:
-        lines.append(
-            f"| {row.format} | {row.size_bytes:,} | {human_size(row.size_bytes)} | {row.save_seconds:.3f} "
-            f"| {row.load_seconds:.3f} | {row.max_abs_diff:.3g} |"
-        )
+    lines.extend(
+        f"| {row.format} | {row.size_bytes:,} | {human_size(row.size_bytes)} | {row.save_seconds:.3f} "
+        f"| {row.load_seconds:.3f} | {row.max_abs_diff:.3g} |"
+        for row in rows
+    )
     return "\n".join(lines)
 
 

@@ -58,7 +58,7 @@ _ALIASES = {
 }
 
 
-FILE_SUFFIXES = {KERAS: (".keras",), H5: (".h5", ".hdf5"), **{fmt: (".tflite",) for fmt in TFLITE_FORMATS}}
+FILE_SUFFIXES = {KERAS: (".keras",), H5: (".h5", ".hdf5"), **dict.fromkeys(TFLITE_FORMATS, (".tflite",))}
 
 
 DEFAULT_FILE_NAMES = {

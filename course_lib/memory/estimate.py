@@ -134,8 +134,8 @@ class MemoryEstimate:
         """A readable multi-line summary in MiB."""
         dtypes = ", ".join(f"{d}: {b / MIB:.2f} MiB" for d, b in self.param_bytes_by_dtype.items())
         lines = [
-            f"{self.model_name} at batch size {self.batch_size}: {self.param_count:,} parameters "
-            f"({self.trainable_param_count:,} trainable; {dtypes})"
+            (f"{self.model_name} at batch size {self.batch_size}: {self.param_count:,} parameters "
+            f"({self.trainable_param_count:,} trainable; {dtypes})")
         ]
         lines += [f"  {label:<38} {mib:>13,.3f} MiB" for label, mib in self.to_rows()]
         lines.append(f"  headroom x{self.headroom} + {self.runtime_overhead_bytes / MIB:.0f} MiB runtime overhead")
@@ -211,9 +211,8 @@ def _execution_order(inputs: Sequence[Any], outputs: Sequence[Any]) -> list[Any]
             order.append(node)
             continue
         stack.append((node, True))
-        for tensor in reversed(node.input_tensors):
-            if id(tensor) not in input_ids:
-                stack.append((_node_of(tensor), False))
+        stack.extend((_node_of(tensor), False) for tensor in reversed(node.input_tensors)
+                     if id(tensor) not in input_ids)
     return order
 
 

@@ -97,8 +97,8 @@ def load_pretrained(name: str, *, allow_download: bool = True, fallback: bool = 
                 why = str(error)
         else:
             why = f"offline: {urllib.parse.urlsplit(spec.url).hostname} is unreachable"
-    fix = f"run `python -m course_lib prefetch --only {spec.name}` online, or copy {spec.weights_file} to " \
-          f"{keras_weights_dir()}"
+    fix = (f"run `python -m course_lib prefetch --only {spec.name}` online, or copy {spec.weights_file} to "
+           f"{keras_weights_dir()}")
     if not fallback:
         raise CourseError(f"{spec.name} ImageNet weights are not cached and {why}; {fix}")
     _announce_fallback(spec.name, why, fix)

@@ -58,7 +58,7 @@ def _model_inputs(model) -> list[tf.TensorSpec]:
         if name in seen:
             name = f"{name}_{index}"
         seen.add(name)
-        shape = (None,) + tuple(tensor.shape[1:])
+        shape = (None, *tuple(tensor.shape[1:]))
         specs.append(tf.TensorSpec(shape, tf.as_dtype(tensor.dtype), name=name))
     return specs
 

@@ -9,6 +9,7 @@ carries the server's log tail, so a notebook never ends at a bare "connection re
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import signal
@@ -101,10 +102,8 @@ class ServerHandle:
 @atexit.register
 def _stop_all() -> None:
     for handle in list(_RUNNING):
-        try:
+        with contextlib.suppress(Exception):
             handle.stop(timeout=5)
-        except Exception:
-            pass
 
 
 def _model_names(model_name: str | None, model_config_file: str | os.PathLike | None) -> list[str]:

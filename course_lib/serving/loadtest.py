@@ -89,7 +89,7 @@ def _example_shape(spec: TensorSpecInfo, batch: int) -> tuple[int, ...]:
     """The shape of `batch` examples for a signature input (1 where a dimension is free)."""
     if spec.shape is None:
         raise CourseError(f"Input {spec.alias!r} has an unknown rank: the load test needs a fixed input shape")
-    return (batch,) + tuple(d or 1 for d in spec.shape[1:])
+    return (batch, *tuple(d or 1 for d in spec.shape[1:]))
 
 
 def write_payload(model_dir: Path, protocol: str, out: Path) -> str:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 from locust import FastHttpUser, User, events, task
 from locust.exception import StopUser
 from locust.runners import WorkerRunner
 
 PROTOCOL = os.environ.get("LOADTEST_PROTOCOL", "rest")
-PAYLOAD = open(os.environ["LOADTEST_PAYLOAD"], "rb").read() if os.environ.get("LOADTEST_PAYLOAD") else b""
+PAYLOAD = Path(os.environ["LOADTEST_PAYLOAD"]).read_bytes() if os.environ.get("LOADTEST_PAYLOAD") else b""
 MAX_REQUESTS = int(os.environ.get("LOADTEST_MAX_REQUESTS", "0"))
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
 _sent = 0

@@ -7,6 +7,7 @@ can connect finds the models loaded; then a background thread keeps polling the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -115,10 +116,8 @@ async def run_server(options: ServerOptions, *, ready: asyncio.Event | None = No
                  options.batching.num_batch_threads)
     stop = stop or asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread, or Windows
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
-            pass
     rest_runner = grpc_server = None
     try:
         if options.grpc_port:

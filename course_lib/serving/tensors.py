@@ -262,7 +262,7 @@ def _stack_instances(items: list[np.ndarray], name: str) -> np.ndarray:
         flat = [value for item in items for value in item.ravel().tolist()]
         stacked = np.empty(len(flat), dtype=object)
         stacked[:] = flat
-        return stacked.reshape((len(items),) + first.shape)
+        return stacked.reshape((len(items), *first.shape))
     return np.stack(items)
 
 

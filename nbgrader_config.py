@@ -37,7 +37,8 @@ c.Execute.interrupt_on_timeout = True
 # place of IgnorePattern). `nbgrader validate` and the Validate button run the grading kernel, which
 # sends stderr as stdout there. See course_lib/dev/scoring.py. Students' own kernels show everything.
 c.Autograde.autograde_preprocessors = autograde_preprocessors(
-    Autograde.class_traits()["autograde_preprocessors"].default())
+    Autograde.class_traits()["autograde_preprocessors"].default()
+)
 
 # A deleted test cell comes back from the source notebook instead of silently losing its points.
 c.OverwriteCells.add_missing_cells = True

@@ -30,8 +30,7 @@ COMMANDS: Commands = {
 
 def usage(program: str, commands: Commands) -> str:
     width = max(map(len, commands))
-    lines = [f"usage: {program} <command> [options]   ({program} <command> --help for its options)", "",
-             "commands:"]
+    lines = [f"usage: {program} <command> [options]   ({program} <command> --help for its options)", "", "commands:"]
     lines += [f"  {name:<{width}}  {help_text}" for name, (_, _, help_text) in commands.items()]
     return "\n".join(lines)
 

@@ -177,8 +177,9 @@ def _run_checked(runner: Callable[[np.ndarray], Any], batch: np.ndarray, method:
     return (time.perf_counter_ns() - start) / 1e6
 
 
-def row_from_latencies(method: str, batch_size: int, latencies_ms: Sequence[float],
-                       first_call_ms: float | None = None) -> BenchRow:
+def row_from_latencies(
+    method: str, batch_size: int, latencies_ms: Sequence[float], first_call_ms: float | None = None
+) -> BenchRow:
     """Summarise timed calls of one batch into a BenchRow (throughput from the median)."""
     summary = summarize(latencies_ms)
     return BenchRow(
@@ -268,8 +269,15 @@ _COLUMNS = ("method", "batch", "repeats", "p50 ms", "p95 ms", "mean ms", "items/
 
 
 def _cells(row: BenchRow) -> tuple[str, ...]:
-    return (row.method, str(row.batch_size), str(row.repeats), f"{row.p50_ms:.2f}", f"{row.p95_ms:.2f}",
-            f"{row.mean_ms:.2f}", f"{row.throughput:.1f}")
+    return (
+        row.method,
+        str(row.batch_size),
+        str(row.repeats),
+        f"{row.p50_ms:.2f}",
+        f"{row.p95_ms:.2f}",
+        f"{row.mean_ms:.2f}",
+        f"{row.throughput:.1f}",
+    )
 
 
 def format_table(rows: Sequence[BenchRow], style: str = "text") -> str:
@@ -286,11 +294,13 @@ def format_table(rows: Sequence[BenchRow], style: str = "text") -> str:
     def line(cells: Sequence[str]) -> str:
         first = cells[0].ljust(widths[0])
         return "  ".join([first] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]).rstrip()
+
     return "\n".join([line(_COLUMNS), line(["-" * w for w in widths])] + [line(c) for c in body])
 
 
-def plot_throughput(rows: Sequence[BenchRow], title: str = "Throughput vs batch size", ax: Any = None,
-                    log_y: bool | None = None) -> Any:
+def plot_throughput(
+    rows: Sequence[BenchRow], title: str = "Throughput vs batch size", ax: Any = None, log_y: bool | None = None
+) -> Any:
     """Throughput (items/s) against batch size, one line per method; returns the matplotlib Figure.
 
     The figure is not shown (no plt.show()): a notebook displays it as the cell's value, a script
@@ -384,8 +394,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_lib.bench", description=main.__doc__)
     parser.add_argument("--model", choices=MODEL_NAMES, default="tiny")
     parser.add_argument("--batch-sizes", type=_parse_int_list, default=[1, 8, 32])
-    parser.add_argument("--methods", type=_parse_methods, default=list(METHODS),
-                        help=f"comma-separated subset of {','.join(METHODS)} (default: all)")
+    parser.add_argument(
+        "--methods",
+        type=_parse_methods,
+        default=list(METHODS),
+        help=f"comma-separated subset of {','.join(METHODS)} (default: all)",
+    )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--lecture", action="store_true", help="also run the lecture's one-shot method")
@@ -411,8 +425,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key, ratio in ratios.items():
         print(f"p50 ratio {key}: {ratio:.2f}x")
     if args.out:
-        payload = {"model": args.model, "input_shape": list(input_shape), "warmup": args.warmup,
-                   "machine": machine, "ratios": ratios, "rows": [asdict(r) for r in rows]}
+        payload = {
+            "model": args.model,
+            "input_shape": list(input_shape),
+            "warmup": args.warmup,
+            "machine": machine,
+            "ratios": ratios,
+            "rows": [asdict(r) for r in rows],
+        }
         with open(args.out, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, indent=2)
     if args.plot:

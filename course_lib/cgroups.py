@@ -37,15 +37,20 @@ def read_cgroup_limits(
 
 # Per cgroup version: the limit, the usage, and the memory.stat key of file cache the kernel reclaims
 # before it OOM-kills (usage minus it is the "working set" that the kubelet watches too).
-MEMORY_FILES = {2: ("memory.max", "memory.current", "inactive_file"),
-                1: ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")}
+MEMORY_FILES = {
+    2: ("memory.max", "memory.current", "inactive_file"),
+    1: ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
+}
 
 
 def _memory_levels(root: Path, paths: dict[str, str]) -> list[tuple[Path, int | None, int]]:
     """(folder, limit or None, cgroup version) from this process's memory cgroup up to the root."""
     for version, base, path in ((2, root, paths.get("", "/")), (1, root / "memory", paths.get("memory", "/"))):
-        levels = [(level, _memory_limit(level / MEMORY_FILES[version][0]), version)
-                  for level in _levels(base, path) if (level / MEMORY_FILES[version][0]).exists()]
+        levels = [
+            (level, _memory_limit(level / MEMORY_FILES[version][0]), version)
+            for level in _levels(base, path)
+            if (level / MEMORY_FILES[version][0]).exists()
+        ]
         if levels:
             return levels
     return []
@@ -154,7 +159,6 @@ def _memory_limit(file: Path) -> int | None:
     if not text.isdigit() or int(text) >= 2**60:  # "max" in v2; v1 reports "unlimited" as a huge number
         return None
     return int(text)
-
 
 
 def usable_cpus(root: Path = Path("/sys/fs/cgroup"), membership: str | None = None) -> float:

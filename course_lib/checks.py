@@ -20,9 +20,7 @@ def _fail(message: str, hint: str | None) -> None:
 def check_type(value: Any, expected: type | tuple[type, ...], name: str, hint: str | None = None) -> None:
     """Fail unless `value` is an instance of `expected`."""
     if not isinstance(value, expected):
-        names = (
-            " or ".join(t.__name__ for t in expected) if isinstance(expected, tuple) else expected.__name__
-        )
+        names = " or ".join(t.__name__ for t in expected) if isinstance(expected, tuple) else expected.__name__
         _fail(f"{name} should be a {names}, got {type(value).__name__}: {value!r:.80}", hint)
 
 
@@ -54,8 +52,7 @@ def check_close(
     if not np.allclose(actual_array, expected_array, rtol=rtol, atol=atol):
         worst = float(np.max(np.abs(actual_array - expected_array)))
         shown = expected_array if expected_array.size <= 6 else f"an array of shape {expected_array.shape}"
-        _fail(f"{name}: expected {shown} (within rtol={rtol}, atol={atol}); largest difference {worst:.3g}",
-              hint)
+        _fail(f"{name}: expected {shown} (within rtol={rtol}, atol={atol}); largest difference {worst:.3g}", hint)
 
 
 def check_between(value: float, low: float, high: float, name: str, hint: str | None = None) -> None:

@@ -34,13 +34,41 @@ InceptionV3, Xception, ResNet50V2); 'torch' scale to [0, 1] then standardise per
 _MODE_BY_ARCHITECTURE = {
     **dict.fromkeys(("resnet50", "resnet101", "resnet152", "vgg16", "vgg19"), "caffe"),
     **dict.fromkeys(
-        ("mobilenet", "mobilenetv2", "inceptionv3", "inceptionresnetv2", "xception", "resnet50v2",
-         "resnet101v2", "resnet152v2", "nasnetmobile", "nasnetlarge"), "tf"),
+        (
+            "mobilenet",
+            "mobilenetv2",
+            "inceptionv3",
+            "inceptionresnetv2",
+            "xception",
+            "resnet50v2",
+            "resnet101v2",
+            "resnet152v2",
+            "nasnetmobile",
+            "nasnetlarge",
+        ),
+        "tf",
+    ),
     **dict.fromkeys(("densenet121", "densenet169", "densenet201"), "torch"),
     **dict.fromkeys(
-        ("efficientnetb0", "efficientnetb1", "efficientnetb2", "efficientnetb3", "efficientnetb4",
-         "efficientnetb5", "efficientnetb6", "efficientnetb7", "efficientnetv2b0", "efficientnetv2s",
-         "convnexttiny", "convnextsmall", "convnextbase", "mobilenetv3small", "mobilenetv3large"), "none"),
+        (
+            "efficientnetb0",
+            "efficientnetb1",
+            "efficientnetb2",
+            "efficientnetb3",
+            "efficientnetb4",
+            "efficientnetb5",
+            "efficientnetb6",
+            "efficientnetb7",
+            "efficientnetv2b0",
+            "efficientnetv2s",
+            "convnexttiny",
+            "convnextsmall",
+            "convnextbase",
+            "mobilenetv3small",
+            "mobilenetv3large",
+        ),
+        "none",
+    ),
 }
 _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 _TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -157,11 +185,15 @@ def _check_rank(array: np.ndarray, expected_rank: int, layout: str, channels: in
         if shape[-1] == channels:
             fix = "use predict_single(image), or add the batch axis with image[np.newaxis]"
         elif shape[0] == channels:
-            fix = ("it looks channels-first (CHW): transpose with np.transpose(image, (1, 2, 0)), then use "
-                   "predict_single(image)")
+            fix = (
+                "it looks channels-first (CHW): transpose with np.transpose(image, (1, 2, 0)), then use "
+                "predict_single(image)"
+            )
         else:
-            fix = ("if these are grayscale images (N, H, W), make them RGB with "
-                   f"np.repeat(x[..., np.newaxis], {channels}, axis=-1)")
+            fix = (
+                "if these are grayscale images (N, H, W), make them RGB with "
+                f"np.repeat(x[..., np.newaxis], {channels}, axis=-1)"
+            )
         raise InputShapeError(f"predict() takes a batch {layout}, got shape {shape}: {fix}")
     if expected_rank == 3 and array.ndim == 4 and shape[0] == 1:
         raise InputShapeError(
@@ -187,12 +219,13 @@ def _check_channels(array: np.ndarray, channels: int, layout: str) -> None:
             f"got shape {array.shape}, which looks channels-first ({name}, PyTorch's layout); this model is "
             f"channels-last {layout}. Transpose with np.transpose(x, {order})"
         )
-    fixes = {1: f"grayscale: repeat the channel with np.repeat(x, {channels}, axis=-1)",
-             4: "RGBA: drop the alpha channel with x[..., :3]"}
+    fixes = {
+        1: f"grayscale: repeat the channel with np.repeat(x, {channels}, axis=-1)",
+        4: "RGBA: drop the alpha channel with x[..., :3]",
+    }
     fix = fixes.get(array.shape[-1], "convert the images to RGB") if channels == 3 else "check the layout"
     raise InputShapeError(
-        f"the model takes {channels} channels, got shape {array.shape} with {array.shape[-1]} on the last "
-        f"axis: {fix}"
+        f"the model takes {channels} channels, got shape {array.shape} with {array.shape[-1]} on the last axis: {fix}"
     )
 
 
@@ -219,14 +252,14 @@ def _read_metadata(model_dir: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"{path} is unreadable ({error}): re-export with export_for_classifier") \
-            from None
+        raise ModelLoadError(f"{path} is unreadable ({error}): re-export with export_for_classifier") from None
 
 
 def _check_model_dir(model_dir: Path) -> None:
     if model_dir.is_file():
         how = {".keras": "keras.saving.load_model(path)", ".h5": "keras.saving.load_model(path)"}.get(
-            model_dir.suffix, "the loader of its format")
+            model_dir.suffix, "the loader of its format"
+        )
         raise ModelLoadError(
             f"{model_dir} is a file, but ImageClassifier serves a SavedModel directory. Load the file "
             f"with {how}, then export it with model.export(directory) or "
@@ -234,13 +267,15 @@ def _check_model_dir(model_dir: Path) -> None:
         )
     if not model_dir.is_dir():
         raise ModelLoadError(
-            f"no SavedModel at {model_dir}: the directory does not exist. Export one with "
-            "model.export(directory)"
+            f"no SavedModel at {model_dir}: the directory does not exist. Export one with model.export(directory)"
         )
     if not (model_dir / "saved_model.pb").is_file():
         versions = sorted(p.name for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
-        hint = (f" It has version folders {versions}: pass {model_dir / versions[-1]}" if versions
-                else " Export one with model.export(directory)")
+        hint = (
+            f" It has version folders {versions}: pass {model_dir / versions[-1]}"
+            if versions
+            else " Export one with model.export(directory)"
+        )
         raise ModelLoadError(f"{model_dir} holds no saved_model.pb, so it is not a SavedModel.{hint}")
 
 
@@ -303,8 +338,7 @@ class ImageClassifier:
     def _find_input(self) -> tuple[str, Any]:
         _, inputs = self._signature.structured_input_signature
         if len(inputs) != 1:
-            raise ModelLoadError(
-                f"ImageClassifier feeds one image tensor, but the signature takes {sorted(inputs)}")
+            raise ModelLoadError(f"ImageClassifier feeds one image tensor, but the signature takes {sorted(inputs)}")
         name, spec = next(iter(inputs.items()))
         if spec.shape.rank != 4 or spec.shape[-1] is None:
             raise ModelLoadError(
@@ -318,13 +352,13 @@ class ImageClassifier:
         if output_key is not None and output_key not in outputs:
             raise ModelLoadError(f"no output {output_key!r} in the signature; outputs: {sorted(outputs)}")
         if output_key is None and len(outputs) != 1:
-            raise ModelLoadError(
-                f"the signature has several outputs {sorted(outputs)}: choose one with output_key=...")
+            raise ModelLoadError(f"the signature has several outputs {sorted(outputs)}: choose one with output_key=...")
         key = output_key if output_key is not None else next(iter(outputs))
         shape = outputs[key].shape
         if shape.rank != 2 or shape[-1] is None:
             raise ModelLoadError(
-                f"output {key!r} has shape {shape}; a classifier returns scores of shape (batch, classes)")
+                f"output {key!r} has shape {shape}; a classifier returns scores of shape (batch, classes)"
+            )
         return key
 
     def _choose_preprocessing(self, requested: str | None, metadata: dict[str, Any]) -> str:
@@ -345,14 +379,14 @@ class ImageClassifier:
             )
         return preprocessing_mode(requested)
 
-    def _choose_input_size(self, spec: Any, requested: Sequence[int] | None,
-                           metadata: dict[str, Any]) -> tuple[int, int] | None:
+    def _choose_input_size(
+        self, spec: Any, requested: Sequence[int] | None, metadata: dict[str, Any]
+    ) -> tuple[int, int] | None:
         declared = (spec.shape[1], spec.shape[2])
         if None not in declared:
             size = (int(declared[0]), int(declared[1]))
             if requested is not None and tuple(int(s) for s in requested) != size:
-                raise CourseError(
-                    f"input_size={tuple(requested)} but the model is built for {size}: leave it out")
+                raise CourseError(f"input_size={tuple(requested)} but the model is built for {size}: leave it out")
             return size
         if requested is None:
             requested = metadata.get("input_size")
@@ -365,8 +399,7 @@ class ImageClassifier:
     def _choose_class_names(self, names: Sequence[str] | None, metadata: dict[str, Any]) -> list[str] | None:
         chosen: list[str] | None = list(names) if names is not None else metadata.get("class_names")
         if chosen is not None and len(chosen) != self.num_classes:
-            raise CourseError(
-                f"class_names has {len(chosen)} names but the model outputs {self.num_classes} scores")
+            raise CourseError(f"class_names has {len(chosen)} names but the model outputs {self.num_classes} scores")
         return chosen
 
     def _compile(self) -> Any:
@@ -396,8 +429,10 @@ class ImageClassifier:
     def predict(self, images: Any) -> np.ndarray:
         """Scores (N, num_classes) for a batch of raw RGB images (N, H, W, C), uint8 or float 0..255."""
         batch = validate_images(images, self.channels)
-        chunks = [self._classify(batch[i:i + self.max_batch_size]).numpy()
-                  for i in range(0, len(batch), self.max_batch_size)]
+        chunks = [
+            self._classify(batch[i : i + self.max_batch_size]).numpy()
+            for i in range(0, len(batch), self.max_batch_size)
+        ]
         return np.concatenate(chunks, axis=0)
 
     def predict_single(self, image: Any) -> np.ndarray:
@@ -428,8 +463,10 @@ class ImageClassifier:
     def __repr__(self) -> str:
         size = "any size" if self.input_size is None else f"{self.input_size[0]}x{self.input_size[1]}"
         where = "in the model" if self.includes_preprocessing else "in the classifier"
-        return (f"ImageClassifier({str(self.model_dir)!r}, input {size}x{self.channels}, preprocessing "
-                f"{self.preprocessing!r} {where}, {self.num_classes} classes)")
+        return (
+            f"ImageClassifier({str(self.model_dir)!r}, input {size}x{self.channels}, preprocessing "
+            f"{self.preprocessing!r} {where}, {self.num_classes} classes)"
+        )
 
 
 def export_for_classifier(
@@ -459,14 +496,12 @@ def export_for_classifier(
         raise CourseError("export_for_classifier needs a built Keras model with exactly one image input")
     input_shape = tuple(inputs[0].shape)
     if len(input_shape) != 4:
-        raise CourseError(
-            f"expected an image model with input (batch, height, width, channels), got {input_shape}")
+        raise CourseError(f"expected an image model with input (batch, height, width, channels), got {input_shape}")
     size = tuple(input_shape[1:3]) if None not in input_shape[1:3] else input_size
     if size is None:
         raise CourseError("this model accepts any image size: pass input_size=(height, width) to resize to")
     if input_size is not None and tuple(int(s) for s in input_size) != tuple(size):
-        raise CourseError(
-            f"input_size={tuple(input_size)} but the model is built for {tuple(size)}: leave it out")
+        raise CourseError(f"input_size={tuple(input_size)} but the model is built for {tuple(size)}: leave it out")
     size = (int(size[0]), int(size[1]))
     channels = int(input_shape[3])
 
@@ -480,8 +515,7 @@ def export_for_classifier(
     holder.model_variables = list(model.variables)  # pyright: ignore[reportAttributeAccessIssue]  (tf.Module tracks it)
     signatures = {"serving_default": serve.get_concrete_function()}
     tf.saved_model.save(holder, str(target), signatures=signatures)
-    metadata: dict[str, Any] = {"includes_preprocessing": True, "preprocessing": mode,
-                                "input_size": list(size)}
+    metadata: dict[str, Any] = {"includes_preprocessing": True, "preprocessing": mode, "input_size": list(size)}
     if class_names is not None:
         metadata["class_names"] = list(class_names)
     (target / METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)

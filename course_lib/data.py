@@ -111,9 +111,7 @@ def decode_top_k(probabilities: np.ndarray, k: int = 5) -> list[list[Prediction]
     if scores.ndim != 2 or scores.shape[1] != NUM_IMAGENET_CLASSES:
         hint = ""
         if scores.ndim == 2 and scores.shape[1] == NUM_IMAGENET_CLASSES + 1:
-            hint = (
-                " TF Hub classifiers add a 'background' class at index 0: pass probabilities[:, 1:]."
-            )
+            hint = " TF Hub classifiers add a 'background' class at index 0: pass probabilities[:, 1:]."
         raise CourseError(
             f"expected ImageNet scores of shape (N, {NUM_IMAGENET_CLASSES}), got {np.shape(probabilities)}.{hint}"
         )

@@ -73,7 +73,6 @@ def limit_threads_to_quota(report: Any = None) -> int:
     return threads
 
 
-
 def device_name(device: str) -> str:
     """TensorFlow's short device name: '/device:GPU:1' -> 'GPU:1', 'gpu' -> 'GPU:0'."""
     name = device.strip()
@@ -81,7 +80,6 @@ def device_name(device: str) -> str:
         name = name.removeprefix(prefix)
     kind, _, index = name.partition(":")
     return f"{kind.upper()}:{index or '0'}"
-
 
 
 def materialize(result: Any) -> Any:
@@ -97,4 +95,3 @@ def materialize(result: Any) -> Any:
         return value.numpy() if isinstance(value, (tf.Tensor, tf.Variable)) else value
 
     return tf.nest.map_structure(to_host, result)
-

@@ -30,8 +30,18 @@ from course_lib.devices import set_gpu_memory_limit as set_gpu_memory_limit
 # The notebooks call the three device settings and `read_cgroup_limits` through this module, the one
 # their setup cell imports; they live in course_lib.devices and course_lib.cgroups.
 
-X86_FEATURES = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
-                "amx_bf16", "amx_int8")
+X86_FEATURES = (
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
 ARM_FEATURES = ("asimd", "asimddp", "sve", "bf16", "i8mm")
 CPU_FEATURES = X86_FEATURES
 FEATURE_EFFECTS = {
@@ -126,13 +136,17 @@ class EnvironmentReport:
             "Course environment report",
             f"  Python        {self.python} on {self.platform}",
             f"  TensorFlow    {self.tensorflow} (Keras {self.keras})",
-            (f"  Built with    CUDA {build.get('cuda_version', '-')}, cuDNN {build.get('cudnn_version', '-')}, "
-            f"CUDA build: {build.get('is_cuda_build', False)}"),
+            (
+                f"  Built with    CUDA {build.get('cuda_version', '-')}, cuDNN {build.get('cudnn_version', '-')}, "
+                f"CUDA build: {build.get('is_cuda_build', False)}"
+            ),
             f"  CPU           {self.cpu_model}",
-            "  CPU features  "
-            + ", ".join(f"{name}={'yes' if ok else 'no'}" for name, ok in self.cpu_features.items()),
-            *[f"                {name}: {FEATURE_EFFECTS[name]}" for name, ok in self.cpu_features.items()
-              if ok and name in FEATURE_EFFECTS],
+            "  CPU features  " + ", ".join(f"{name}={'yes' if ok else 'no'}" for name, ok in self.cpu_features.items()),
+            *[
+                f"                {name}: {FEATURE_EFFECTS[name]}"
+                for name, ok in self.cpu_features.items()
+                if ok and name in FEATURE_EFFECTS
+            ],
             f"  oneDNN        {onednn_text(self.onednn)}",
             f"  Cores         {self.logical_cores} logical"
             + (f", cgroup quota {self.cgroup_cpus:g}" if self.cgroup_cpus is not None else ""),
@@ -210,12 +224,16 @@ def onednn_text(onednn: bool | None) -> str:
     if onednn is None:
         return "unknown (this TensorFlow does not say)"
     if onednn:
-        return (f"on ({why}): oneDNN CPU kernels (float results differ from Eigen's in the last bits); "
-                "TensorFlow's CPU allocator keeps statistics (allocations of 256 KiB or more), so "
-                "course_lib.memory measures CPU memory with it")
-    return (f"off ({why}): Eigen CPU kernels; TensorFlow's CPU allocator keeps no statistics, so "
-            "course_lib.memory measures CPU memory as the process's resident memory (Linux) instead, "
-            "and mixed_bfloat16 gets no oneDNN bf16 kernels")
+        return (
+            f"on ({why}): oneDNN CPU kernels (float results differ from Eigen's in the last bits); "
+            "TensorFlow's CPU allocator keeps statistics (allocations of 256 KiB or more), so "
+            "course_lib.memory measures CPU memory with it"
+        )
+    return (
+        f"off ({why}): Eigen CPU kernels; TensorFlow's CPU allocator keeps no statistics, so "
+        "course_lib.memory measures CPU memory as the process's resident memory (Linux) instead, "
+        "and mixed_bfloat16 gets no oneDNN bf16 kernels"
+    )
 
 
 def find_missing_cuda_libraries() -> list[str]:
@@ -245,12 +263,17 @@ def nvidia_driver() -> str | None:
     try:
         result = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version,name,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=False,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return "nvidia-smi present but did not answer"
-    return result.stdout.strip().splitlines()[0] if result.returncode == 0 and result.stdout.strip() else (
-        f"nvidia-smi failed: {result.stderr.strip()[:200]}"
+    return (
+        result.stdout.strip().splitlines()[0]
+        if result.returncode == 0 and result.stdout.strip()
+        else (f"nvidia-smi failed: {result.stderr.strip()[:200]}")
     )
 
 
@@ -258,11 +281,13 @@ def _gpu_details(tf) -> list[dict]:
     gpus = []
     for device in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(device)
-        gpus.append({
-            "name": device.name,
-            "device_name": details.get("device_name"),
-            "compute_capability": details.get("compute_capability"),
-        })
+        gpus.append(
+            {
+                "name": device.name,
+                "device_name": details.get("device_name"),
+                "compute_capability": details.get("compute_capability"),
+            }
+        )
     return gpus
 
 
@@ -272,10 +297,12 @@ def diagnose(report: EnvironmentReport) -> list[Problem]:
     build = report.build
     tf_version = tuple(int(p) for p in report.tensorflow.split(".")[:2] if p.isdigit())
     if tf_version and tf_version < MIN_TF_VERSION:
-        problems.append(Problem(
-            f"TensorFlow {report.tensorflow} is older than the course's {'.'.join(map(str, MIN_TF_VERSION))}",
-            "recreate the environment with `make lab` (it installs the pinned versions from requirements.txt)",
-        ))
+        problems.append(
+            Problem(
+                f"TensorFlow {report.tensorflow} is older than the course's {'.'.join(map(str, MIN_TF_VERSION))}",
+                "recreate the environment with `make lab` (it installs the pinned versions from requirements.txt)",
+            )
+        )
     if report.nvidia_smi and not report.gpus:
         if not build.get("is_cuda_build"):
             fix = "this TensorFlow was built without CUDA: `pip install 'tensorflow[and-cuda]==2.21.0'`"
@@ -293,19 +320,23 @@ def diagnose(report: EnvironmentReport) -> list[Problem]:
             )
         problems.append(Problem("an NVIDIA driver is installed but TensorFlow sees no GPU", fix))
     if report.cgroup_memory_bytes is not None and report.cgroup_memory_bytes < report.ram_total_bytes:
-        problems.append(Problem(
-            f"this container may use only {report.cgroup_memory_bytes / 2**30:.1f} GiB of the host's "
-            f"{report.ram_total_bytes / 2**30:.1f} GiB, and TensorFlow does not know it",
-            "size batches from `report.usable_memory_bytes`, not from the host memory "
-            "(`course_lib.memory.fit_batch_sizes` does it for a batch-size sweep)",
-            blocking=False,
-        ))
+        problems.append(
+            Problem(
+                f"this container may use only {report.cgroup_memory_bytes / 2**30:.1f} GiB of the host's "
+                f"{report.ram_total_bytes / 2**30:.1f} GiB, and TensorFlow does not know it",
+                "size batches from `report.usable_memory_bytes`, not from the host memory "
+                "(`course_lib.memory.fit_batch_sizes` does it for a batch-size sweep)",
+                blocking=False,
+            )
+        )
     if report.cpu_quota_below_host:
-        problems.append(Problem(
-            f"this container may use {report.cgroup_cpus:g} CPUs but TensorFlow sees {report.logical_cores}",
-            QUOTA_FIX,
-            blocking=False,
-        ))
+        problems.append(
+            Problem(
+                f"this container may use {report.cgroup_cpus:g} CPUs but TensorFlow sees {report.logical_cores}",
+                QUOTA_FIX,
+                blocking=False,
+            )
+        )
     return problems
 
 
@@ -353,8 +384,10 @@ def setup_notebook(quiet: bool = True) -> EnvironmentReport:
 
         threads = limit_threads_to_quota(report)
         if tf.config.threading.get_intra_op_parallelism_threads() == threads:
-            print(f"TensorFlow's thread pools sized to this container's {report.cgroup_cpus:g}-CPU quota: "
-                  f"{threads} thread(s), not one per host core ({report.logical_cores}), which would be throttled")
+            print(
+                f"TensorFlow's thread pools sized to this container's {report.cgroup_cpus:g}-CPU quota: "
+                f"{threads} thread(s), not one per host core ({report.logical_cores}), which would be throttled"
+            )
             problems = [problem for problem in problems if problem.fix != QUOTA_FIX]
     for problem in problems:
         print(f"WARNING: {problem.what}. Fix: {problem.fix}")
@@ -364,8 +397,11 @@ def setup_notebook(quiet: bool = True) -> EnvironmentReport:
 def main(argv: list[str] | None = None) -> int:
     """`python -m course_lib doctor`: print the report; with --strict, exit 1 when a fault is found."""
     parser = argparse.ArgumentParser(prog="python -m course_lib doctor", description=__doc__)
-    parser.add_argument("--strict", action="store_true",
-                        help="exit with status 1 if a problem to fix is found (container limits only inform)")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 1 if a problem to fix is found (container limits only inform)",
+    )
     args = parser.parse_args(argv)
     report = collect()
     print(report.to_text())

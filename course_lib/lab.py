@@ -22,13 +22,20 @@ from course_lib.paths import course_root
 FIRST_NOTEBOOK = f"{workspace.WORKSPACE}/01-tensorflow-and-keras/01-tensorflow-and-keras.ipynb"
 
 
-def lab_command(host: str, port: int, token: str, root: Path | None = None,
-                url: str = f"/lab/tree/{FIRST_NOTEBOOK}") -> list[str]:
+def lab_command(
+    host: str, port: int, token: str, root: Path | None = None, url: str = f"/lab/tree/{FIRST_NOTEBOOK}"
+) -> list[str]:
     """The jupyter command line; as root (GPU containers) JupyterLab needs --allow-root."""
     jupyter = str(Path(sys.executable).parent / "jupyter")
     command = [
-        jupyter, "lab", "--no-browser", f"--ip={host}", f"--port={port}", "--port-retries=0",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root or course_root()}",
+        jupyter,
+        "lab",
+        "--no-browser",
+        f"--ip={host}",
+        f"--port={port}",
+        "--port-retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root or course_root()}",
         f"--LabApp.default_url={url}",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -37,16 +44,21 @@ def lab_command(host: str, port: int, token: str, root: Path | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib lab", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8888)
     parser.add_argument("--token", default=os.environ.get("TOKEN") or secrets.token_hex(16))
-    parser.add_argument("--root", type=Path, default=None,
-                        help="folder JupyterLab serves (default: the course checkout)")
+    parser.add_argument(
+        "--root", type=Path, default=None, help="folder JupyterLab serves (default: the course checkout)"
+    )
     parser.add_argument("--url", default=f"/lab/tree/{FIRST_NOTEBOOK}", help="page it opens")
-    parser.add_argument("--no-workspace", action="store_true",
-                        help="serve --root as it is, without syncing its work/ (instructors' formgrader)")
+    parser.add_argument(
+        "--no-workspace",
+        action="store_true",
+        help="serve --root as it is, without syncing its work/ (instructors' formgrader)",
+    )
     args = parser.parse_args(argv)
     root = (args.root or course_root()).resolve()
     if not args.no_workspace:

@@ -39,8 +39,12 @@ def started(nb: nbformat.NotebookNode) -> bool:
     """True once any answer cell differs from the released version (nbgrader's checksum)."""
     from nbgrader.utils import compute_checksum, is_solution
 
-    return any(is_solution(cell) and "checksum" in cell.metadata["nbgrader"]
-               and compute_checksum(cell) != cell.metadata["nbgrader"]["checksum"] for cell in nb.cells)
+    return any(
+        is_solution(cell)
+        and "checksum" in cell.metadata["nbgrader"]
+        and compute_checksum(cell) != cell.metadata["nbgrader"]["checksum"]
+        for cell in nb.cells
+    )
 
 
 def first_failure(cell) -> str:
@@ -62,8 +66,9 @@ def check_notebook(path: Path, kernel_name: str = KERNEL_NAME, timeout: int = 30
         possible = sum(float(c.metadata["nbgrader"].get("points", 0)) for c in nb.cells if _is_test_cell(c))
         return [ExerciseResult(name, "(all)", 0.0, possible, "not started")]
     with tempfile.TemporaryDirectory(prefix="progress-") as workdir:
-        NotebookClient(nb, kernel_name=kernel_name, timeout=timeout, allow_errors=True,
-                       resources={"metadata": {"path": workdir}}).execute()
+        NotebookClient(
+            nb, kernel_name=kernel_name, timeout=timeout, allow_errors=True, resources={"metadata": {"path": workdir}}
+        ).execute()
     results = []
     for cell in nb.cells:
         if _is_test_cell(cell):
@@ -76,11 +81,13 @@ def check_notebook(path: Path, kernel_name: str = KERNEL_NAME, timeout: int = 30
 
 def format_table(results: list[ExerciseResult]) -> str:
     lines = ["| notebook | exercise | points | first failing message |", "|---|---|---:|---|"]
-    lines.extend(f"| {r.notebook} | {r.exercise} | {r.earned:g} / {r.possible:g} | {r.message[:100]} |"
-                 for r in results)
+    lines.extend(
+        f"| {r.notebook} | {r.exercise} | {r.earned:g} / {r.possible:g} | {r.message[:100]} |" for r in results
+    )
     earned, possible = sum(r.earned for r in results), sum(r.possible for r in results)
-    lines.append(f"\nVisible tests passed: {earned:g} of {possible:g} points "
-                 "(hidden tests run when your instructor grades).")
+    lines.append(
+        f"\nVisible tests passed: {earned:g} of {possible:g} points (hidden tests run when your instructor grades)."
+    )
     return "\n".join(lines)
 
 
@@ -90,8 +97,9 @@ def default_notebooks() -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib progress", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib progress", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: your notebooks in work/")
     parser.add_argument("--kernel", default=KERNEL_NAME)
     args = parser.parse_args(argv)

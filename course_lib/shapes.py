@@ -54,7 +54,6 @@ def check_input_shape(model: Any, input_shape: Sequence[int]) -> tuple[int, ...]
     return shape
 
 
-
 def check_batch_size(batch_size: int) -> None:
     """A batch size is a positive integer (numpy integers too, booleans not)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -63,4 +62,3 @@ def check_batch_size(batch_size: int) -> None:
 
 def _shape_text(shape: Sequence[int | None]) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
-

@@ -76,7 +76,8 @@ def shipped_files(shipped: Path) -> list[str]:
     if not shipped.is_dir():
         return []
     return sorted(
-        str(p.relative_to(shipped)) for p in shipped.glob("*/**/*")
+        str(p.relative_to(shipped))
+        for p in shipped.glob("*/**/*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(shipped).parts)
     )
 
@@ -98,10 +99,13 @@ class SyncReport:
         lines = []
         if self.copied:
             lines.append(f"work/: {len(self.copied)} notebook file(s) copied from notebooks/ (yours to edit)")
-        lines += [f"work/: {path} updated to the course's newer version (you had not changed it)"
-                  for path in self.updated]
-        lines += [f"work/: the course has a newer version of {yours}; yours is unchanged, "
-                  f"the new one is beside it: {newer}" for yours, newer in self.offered]
+        lines += [
+            f"work/: {path} updated to the course's newer version (you had not changed it)" for path in self.updated
+        ]
+        lines += [
+            f"work/: the course has a newer version of {yours}; yours is unchanged, the new one is beside it: {newer}"
+            for yours, newer in self.offered
+        ]
         return "\n".join(lines) or "work/: up to date"
 
 
@@ -141,9 +145,13 @@ def fresh_copy(assignment: str, root: Path | None = None) -> Path:
     """A fresh copy of the course's version of a notebook, beside yours: `<name>.fresh[-N].ipynb`."""
     root = (root or course_root()).resolve()
     shipped = root / STUDENT_NOTEBOOKS
-    matches = [name for name in shipped_files(shipped)
-               if Path(name).stem == Path(name).parts[0] and name.endswith(".ipynb")
-               and Path(name).parts[0].startswith(assignment)]
+    matches = [
+        name
+        for name in shipped_files(shipped)
+        if Path(name).stem == Path(name).parts[0]
+        and name.endswith(".ipynb")
+        and Path(name).parts[0].startswith(assignment)
+    ]
     if not matches:
         known = sorted({name.split("/")[0] for name in shipped_files(shipped)})
         raise SystemExit(f"no course notebook matches {assignment!r}; use one of: {', '.join(known)}")
@@ -160,8 +168,9 @@ def fresh_copy(assignment: str, root: Path | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib workspace", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib workspace", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--course-root", type=Path, default=None, help="default: this course_lib's checkout")
     args = parser.parse_args(argv)
     print(sync(args.course_root).summary())
@@ -169,14 +178,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def fresh_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib fresh",
-                                     description="Copy the course's version of a notebook beside yours in work/.")
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib fresh", description="Copy the course's version of a notebook beside yours in work/."
+    )
     parser.add_argument("assignment", help="the notebook's folder or its number, e.g. 03 or 03-model-formats")
     parser.add_argument("--course-root", type=Path, default=None, help="default: this course_lib's checkout")
     args = parser.parse_args(argv)
     target = fresh_copy(args.assignment, args.course_root)
-    print(f"a fresh copy is at {target.relative_to((args.course_root or course_root()).resolve())} "
-          "(yours is unchanged)")
+    print(
+        f"a fresh copy is at {target.relative_to((args.course_root or course_root()).resolve())} (yours is unchanged)"
+    )
     return 0
 
 

@@ -18,6 +18,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 # ----- servers -------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def start_server(tmp_path):
     """`start_server(command, name=..., env=..., cwd=...)`: a process whose output goes to a log under
@@ -62,8 +63,10 @@ def pytest_collection_modifyitems(items):
 # ----- scheduling ----------------------------------------------------------------------------------
 
 if not callable(getattr(LoadScopeScheduling, "_split_scope", None)):
-    raise RuntimeError("pytest-xdist no longer has LoadScopeScheduling._split_scope, which CourseScheduling "
-                       "overrides: see its docstring in tests/conftest.py for what replaces it")
+    raise RuntimeError(
+        "pytest-xdist no longer has LoadScopeScheduling._split_scope, which CourseScheduling "
+        "overrides: see its docstring in tests/conftest.py for what replaces it"
+    )
 
 
 class CourseScheduling(LoadScopeScheduling):
@@ -103,6 +106,8 @@ def pytest_xdist_make_scheduler(config, log):
 
 def pytest_report_header(config):
     if getattr(config.option, "numprocesses", None) and config.getoption("dist") in ("load", "loadscope"):
-        return (f"xdist: --dist {config.getoption('dist')} scheduled by tests/conftest.py's CourseScheduling "
-                "(one worker per module, one per notebook round trip; pytest-xdist#1386)")
+        return (
+            f"xdist: --dist {config.getoption('dist')} scheduled by tests/conftest.py's CourseScheduling "
+            "(one worker per module, one per notebook round trip; pytest-xdist#1386)"
+        )
     return None

@@ -75,15 +75,28 @@ def recent_processes() -> list[LoggedProcess]:
     return recent
 
 
-def start_logged(command: Sequence[str], log: Path, *, env: Mapping[str, str] | None = None,
-                 cwd: Path | None = None, name: str | None = None) -> LoggedProcess:
+def start_logged(
+    command: Sequence[str],
+    log: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    name: str | None = None,
+) -> LoggedProcess:
     """Start `command` with stdout and stderr appended to `log`, in a new session (so `stop` reaches
     its children), with no stdin."""
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=None if env is None else dict(env), cwd=cwd, start_new_session=True)
+        process = subprocess.Popen(
+            list(command),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=None if env is None else dict(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
     started = LoggedProcess(process, log, name or " ".join(command[:3]))
     _LIVE.append(started)
     return started
@@ -94,9 +107,14 @@ def answers(response: requests.Response) -> bool:
     return response.status_code < 500
 
 
-def wait_for_http(url: str, *, timeout: float, server: LoggedProcess | None = None,
-                  headers: Mapping[str, str] | None = None,
-                  ready: Callable[[requests.Response], bool] = answers) -> requests.Response:
+def wait_for_http(
+    url: str,
+    *,
+    timeout: float,
+    server: LoggedProcess | None = None,
+    headers: Mapping[str, str] | None = None,
+    ready: Callable[[requests.Response], bool] = answers,
+) -> requests.Response:
     """Poll `url` until `ready(response)`; returns that response.
 
     Fails the test (with the server's exit code and log tail when `server` is given, and stops it)
@@ -107,8 +125,7 @@ def wait_for_http(url: str, *, timeout: float, server: LoggedProcess | None = No
     while True:
         if server is not None and server.process.poll() is not None:
             server.stop()
-            server.fail(f"exited with code {server.process.returncode} before {url} answered "
-                        f"(last seen: {last_seen})")
+            server.fail(f"exited with code {server.process.returncode} before {url} answered (last seen: {last_seen})")
         try:
             response = requests.get(url, headers=dict(headers or {}), timeout=5)
             if ready(response):
@@ -128,10 +145,18 @@ def wait_for_http(url: str, *, timeout: float, server: LoggedProcess | None = No
 
 
 @contextmanager
-def running_server(command: Sequence[str], log: Path, *, url: str, timeout: float = 120,
-                   env: Mapping[str, str] | None = None, cwd: Path | None = None,
-                   headers: Mapping[str, str] | None = None, ready: Callable[[requests.Response], bool] = answers,
-                   name: str | None = None) -> Iterator[LoggedProcess]:
+def running_server(
+    command: Sequence[str],
+    log: Path,
+    *,
+    url: str,
+    timeout: float = 120,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    headers: Mapping[str, str] | None = None,
+    ready: Callable[[requests.Response], bool] = answers,
+    name: str | None = None,
+) -> Iterator[LoggedProcess]:
     """Start a server with its output in `log`, wait until `url` is ready (or fail loudly), stop it on exit."""
     server = start_logged(command, log, env=env, cwd=cwd, name=name)
     try:

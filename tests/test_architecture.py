@@ -26,15 +26,26 @@ PACKAGE = ROOT / "course_lib"
 
 # Lower numbers are lower layers; a module may import from a strictly lower layer, or from its own package.
 LAYERS = {
-    "errors": 0, "paths": 0, "units": 0,                       # foundation: no course_lib imports
-    "cgroups": 1, "shapes": 1, "checks": 1, "data": 1,        # facts and checks, no TensorFlow at import
-    "devices": 2, "classifier": 2,                             # TensorFlow's runtime and the course's classifier
-    "bench": 3, "environment": 3, "formats": 3, "memory": 3,  # the toolkit the notebooks teach with
+    "errors": 0,
+    "paths": 0,
+    "units": 0,  # foundation: no course_lib imports
+    "cgroups": 1,
+    "shapes": 1,
+    "checks": 1,
+    "data": 1,  # facts and checks, no TensorFlow at import
+    "devices": 2,
+    "classifier": 2,  # TensorFlow's runtime and the course's classifier
+    "bench": 3,
+    "environment": 3,
+    "formats": 3,
+    "memory": 3,  # the toolkit the notebooks teach with
     "serving": 3,
-    "models": 4,                                               # loads local files through formats
-    "workspace": 5,                                            # students' folder
-    "lab": 6, "progress": 6, "commands": 6,                    # students' entry points and command lines
-    "dev": 7,                                                  # author and instructor tools: may import anything
+    "models": 4,  # loads local files through formats
+    "workspace": 5,  # students' folder
+    "lab": 6,
+    "progress": 6,
+    "commands": 6,  # students' entry points and command lines
+    "dev": 7,  # author and instructor tools: may import anything
 }
 COMMAND_MODULES = {"cli", "__main__", "prefetch"}  # the last part of a command module's name
 
@@ -98,14 +109,18 @@ def imports(module: str, module_level_only: bool) -> set[str]:
 
 
 def test_every_module_has_a_layer():
-    unknown = sorted(m for m in MODULES if m != "course_lib" and group(m) not in LAYERS
-                     and m.split(".")[-1] not in COMMAND_MODULES)
+    unknown = sorted(
+        m for m in MODULES if m != "course_lib" and group(m) not in LAYERS and m.split(".")[-1] not in COMMAND_MODULES
+    )
     assert unknown == [], f"give these a layer in LAYERS (and in docs/architecture.md): {unknown}"
 
 
 def test_no_module_outside_dev_imports_dev():
-    offenders = {module: sorted(i for i in imports(module, module_level_only=False) if group(i) == "dev")
-                 for module in MODULES if group(module) != "dev"}
+    offenders = {
+        module: sorted(i for i in imports(module, module_level_only=False) if group(i) == "dev")
+        for module in MODULES
+        if group(module) != "dev"
+    }
     assert {m: i for m, i in offenders.items() if i} == {}
 
 
@@ -118,7 +133,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return [*path[path.index(nxt):], nxt]
+                return [*path[path.index(nxt) :], nxt]
             if nxt not in state and (cycle := walk(nxt)):
                 return cycle
         path.pop()
@@ -176,8 +191,11 @@ def test_kernel_names_come_from_paths():
     for module, path in MODULES.items():
         if module in ("course_lib.paths", *NOT_KERNELS):
             continue
-        literal.extend(f"{module}:{node.lineno} {node.value!r}" for node in ast.walk(ast.parse(path.read_text()))
-                       if isinstance(node, ast.Constant) and node.value in KERNEL_LITERALS)
+        literal.extend(
+            f"{module}:{node.lineno} {node.value!r}"
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Constant) and node.value in KERNEL_LITERALS
+        )
     assert literal == [], "use course_lib.paths.KERNEL_NAME / GRADING_KERNEL_NAME instead of: " + ", ".join(literal)
 
 
@@ -205,9 +223,13 @@ def test_importing_the_library_imports_no_tensorflow():
     """Rule 5: TensorFlow and Keras load inside the functions that need them, so doctor runs without them."""
     # The server's modules run in the server's process, which needs TensorFlow anyway; `course_lib.serving`
     # itself stays cheap (its names load on first use).
-    library = [m for m in MODULES if group(m) != "dev" and not m.endswith("__main__")
-               and not m.startswith("course_lib.serving.")]
-    probe = (f"import sys; [__import__(m) for m in {library!r}]; "
-             "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))")
+    library = [
+        m
+        for m in MODULES
+        if group(m) != "dev" and not m.endswith("__main__") and not m.startswith("course_lib.serving.")
+    ]
+    probe = (
+        f"import sys; [__import__(m) for m in {library!r}]; print(sorted({{'tensorflow', 'keras'}} & set(sys.modules)))"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr

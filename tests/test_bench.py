@@ -164,8 +164,10 @@ def test_lecture_benchmark_takes_one_sample_per_batch_size(small_model):
 
 
 def test_speedup_is_the_ratio_of_median_latencies():
-    rows = [bench.row_from_latencies("predict", 1, [40.0, 50.0, 60.0]),
-            bench.row_from_latencies("function", 1, [1.0, 2.0, 30.0])]
+    rows = [
+        bench.row_from_latencies("predict", 1, [40.0, 50.0, 60.0]),
+        bench.row_from_latencies("function", 1, [1.0, 2.0, 30.0]),
+    ]
     assert bench.speedup(rows, "function") == pytest.approx(50.0 / 2.0)
     with pytest.raises(CourseError, match="no row"):
         bench.speedup(rows, "xla")
@@ -211,17 +213,38 @@ def test_build_benchmark_model_rejects_unknown_names():
 def test_main_prints_the_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "results.json"
     plot = tmp_path / "plot.png"
-    code = bench.main(["--model", "tiny", "--batch-sizes", "1,2", "--methods", "predict,function",
-                       "--warmup", "1", "--repeats", "2", "--out", str(out), "--plot", str(plot)])
+    code = bench.main(
+        [
+            "--model",
+            "tiny",
+            "--batch-sizes",
+            "1,2",
+            "--methods",
+            "predict,function",
+            "--warmup",
+            "1",
+            "--repeats",
+            "2",
+            "--out",
+            str(out),
+            "--plot",
+            str(plot),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "p50 ratio predict/function@1" in printed
     saved = json.loads(out.read_text())
     assert [(r["method"], r["batch_size"]) for r in saved["rows"]] == [
-        ("predict", 1), ("function", 1), ("predict", 2), ("function", 2)]
+        ("predict", 1),
+        ("function", 1),
+        ("predict", 2),
+        ("function", 2),
+    ]
     assert saved["machine"]["tensorflow"] == tf.__version__
     assert saved["ratios"]["predict/function@1"] == pytest.approx(
-        saved["rows"][0]["p50_ms"] / saved["rows"][1]["p50_ms"])
+        saved["rows"][0]["p50_ms"] / saved["rows"][1]["p50_ms"]
+    )
     assert plot.read_bytes().startswith(b"\x89PNG")
 
 

@@ -12,13 +12,16 @@ from course_lib.errors import CourseError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("url", [
-    "git@github.com:acme-school/tf-course.git",
-    "https://github.com/acme-school/tf-course",
-    "https://github.com/acme-school/tf-course.git/",
-    "ssh://git@github.com/acme-school/tf-course.git",
-    "https://x-access-token@github.com/acme-school/tf-course.git",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "git@github.com:acme-school/tf-course.git",
+        "https://github.com/acme-school/tf-course",
+        "https://github.com/acme-school/tf-course.git/",
+        "ssh://git@github.com/acme-school/tf-course.git",
+        "https://x-access-token@github.com/acme-school/tf-course.git",
+    ],
+)
 def test_github_remotes_give_owner_and_repo(url):
     assert binder_badge.github_path(url) == "acme-school/tf-course"
 

@@ -32,7 +32,10 @@ def test_a_v1_sandbox_is_made_inside_the_process_own_cgroups(tmp_path):
     root = fake_v1_tree(tmp_path)
     sandbox = Sandbox.create(2 * 2**30, 1.5, name="box", root=root, membership=V1_MEMBERSHIP)
     assert (sandbox.version, sandbox.memory_dir, sandbox.cpu_dir) == (
-        1, root / "memory" / "jobs" / "7" / "box", root / "cpu,cpuacct" / "box")
+        1,
+        root / "memory" / "jobs" / "7" / "box",
+        root / "cpu,cpuacct" / "box",
+    )
     assert (sandbox.memory_dir / "memory.limit_in_bytes").read_text() == str(2 * 2**30)
     assert (sandbox.cpu_dir / "cpu.cfs_quota_us").read_text() == "150000"
     assert (sandbox.cpu_dir / "cpu.cfs_period_us").read_text() == "100000"
@@ -65,7 +68,10 @@ def test_the_current_cgroup_is_found_and_never_removed(tmp_path):
     root = fake_v1_tree(tmp_path)
     current = Sandbox.current(root=root, membership=V1_MEMBERSHIP)
     assert (current.memory_dir, current.cpu_dir, current.owned) == (
-        root / "memory" / "jobs" / "7", root / "cpu,cpuacct", False)
+        root / "memory" / "jobs" / "7",
+        root / "cpu,cpuacct",
+        False,
+    )
     current.remove()
     assert current.memory_dir.is_dir()
 
@@ -81,8 +87,11 @@ def sandbox_factory():
         except CourseError as error:
             declared = os.environ.get("COURSE_NO_CGROUPS")  # a CI that says why it cannot (GitHub's job container)
             if os.environ.get("CI") and not declared:
-                pytest.fail(f"CI must be able to make cgroups (.ci/run runs as root), or set COURSE_NO_CGROUPS to "
-                            f"the reason it cannot: {error}", pytrace=False)
+                pytest.fail(
+                    f"CI must be able to make cgroups (.ci/run runs as root), or set COURSE_NO_CGROUPS to "
+                    f"the reason it cannot: {error}",
+                    pytrace=False,
+                )
             pytest.skip(f"no writable cgroups here ({declared or 'not root?'}): {error}")
         made.append(sandbox)
         return sandbox
@@ -95,12 +104,15 @@ def sandbox_factory():
 
 def test_a_process_in_the_sandbox_reads_its_limits_and_sizes_batches_from_them(sandbox_factory):
     sandbox = sandbox_factory(1536 * MIB, cpus=1.0)
-    probe = ("import json, keras, tensorflow as tf; from course_lib import cgroups, environment, memory; "
-             "print(json.dumps(cgroups.read_cgroup_limits())); "
-             "environment.setup_notebook(); print('threads', tf.config.threading.get_intra_op_parallelism_threads()); "
-             "print(memory.fit_batch_sizes(keras.applications.ResNet50(weights=None), (1, 8, 256)))")
-    out = subprocess.run([sys.executable, "-c", probe], preexec_fn=sandbox.enter, capture_output=True, text=True,
-                         check=True).stdout.splitlines()
+    probe = (
+        "import json, keras, tensorflow as tf; from course_lib import cgroups, environment, memory; "
+        "print(json.dumps(cgroups.read_cgroup_limits())); "
+        "environment.setup_notebook(); print('threads', tf.config.threading.get_intra_op_parallelism_threads()); "
+        "print(memory.fit_batch_sizes(keras.applications.ResNet50(weights=None), (1, 8, 256)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], preexec_fn=sandbox.enter, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert json.loads(out[0]) == [1.0, 1536 * MIB]
     assert "| 1 cores | 1.5 GiB |" in out[1]
     if (os.cpu_count() or 1) > 1:  # the quota is below the host's cores: setup sizes TF's threads, no warning left
@@ -113,8 +125,9 @@ def test_a_process_in_the_sandbox_reads_its_limits_and_sizes_batches_from_them(s
 
 def test_a_process_past_the_memory_limit_is_oom_killed_and_counted(sandbox_factory):
     sandbox = sandbox_factory(256 * MIB)
-    returncode, usage = sandbox.run([sys.executable, "-c", "block = bytearray(600 * 2**20); print('survived')"],
-                                    capture_output=True)
+    returncode, usage = sandbox.run(
+        [sys.executable, "-c", "block = bytearray(600 * 2**20); print('survived')"], capture_output=True
+    )
     assert returncode == -9
     assert usage.oom_kills >= 1
     assert usage.peak_bytes is not None and usage.peak_bytes >= 200 * MIB
@@ -141,8 +154,9 @@ def run_check(*args: str) -> tuple[int, dict, str]:
 @pytest.mark.slow  # runs a notebook in a cgroup
 def test_a_notebook_runs_under_binder_limits_and_the_report_says_it_fits(sandbox_factory, tmp_path):
     sandbox_factory(2**30)  # skips (or fails in CI) where cgroups cannot be made
-    returncode, report, text = run_check("02-install-and-verify", "--memory-gib", "2", "--cpus", "1",
-                                         "--out", str(tmp_path))
+    returncode, report, text = run_check(
+        "02-install-and-verify", "--memory-gib", "2", "--cpus", "1", "--out", str(tmp_path)
+    )
     assert returncode == 0
     assert report["seen_by_course_lib"] == {"cpus": 1.0, "memory_bytes": 2 * 2**30}
     (notebook,) = report["notebooks"]
@@ -156,8 +170,9 @@ def test_a_notebook_runs_under_binder_limits_and_the_report_says_it_fits(sandbox
 @pytest.mark.slow  # runs a notebook in a cgroup
 def test_a_notebook_killed_for_memory_is_reported_and_the_check_goes_on(sandbox_factory, tmp_path):
     sandbox_factory(2**30)
-    returncode, report, text = run_check("02-install-and-verify", "01-tensorflow-and-keras",
-                                         "--memory-gib", "0.3", "--out", str(tmp_path))
+    returncode, report, text = run_check(
+        "02-install-and-verify", "01-tensorflow-and-keras", "--memory-gib", "0.3", "--out", str(tmp_path)
+    )
     assert returncode == 1
     assert [n["assignment"] for n in report["notebooks"]] == ["02-install-and-verify", "01-tensorflow-and-keras"]
     for notebook in report["notebooks"]:
@@ -168,8 +183,20 @@ def test_a_notebook_killed_for_memory_is_reported_and_the_check_goes_on(sandbox_
 @pytest.mark.slow  # runs a notebook in a cgroup
 def test_in_place_uses_the_limits_of_the_container_it_runs_in(sandbox_factory, tmp_path):
     container = sandbox_factory(2 * 2**30)
-    subprocess.run([sys.executable, "-m", "course_lib.dev.binder_check", "--in-place", "02-install-and-verify",
-                    "--out", str(tmp_path)], preexec_fn=container.enter, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "course_lib.dev.binder_check",
+            "--in-place",
+            "02-install-and-verify",
+            "--out",
+            str(tmp_path),
+        ],
+        preexec_fn=container.enter,
+        check=True,
+        capture_output=True,
+    )
     report = json.loads((tmp_path / "binder-check.json").read_text())
     assert report["requested"] is None
     assert report["seen_by_course_lib"] == {"cpus": 1.0, "memory_bytes": 2 * 2**30}
@@ -190,10 +217,13 @@ def test_the_quota_probe_times_default_and_quota_sized_threads(sandbox_factory):
 
 def test_memory_left_inside_the_sandbox_follows_what_the_cgroup_uses(sandbox_factory):
     sandbox = sandbox_factory(2**30)
-    probe = ("from course_lib import cgroups; before = cgroups.memory_left_bytes(); "
-             "block = bytearray(300 * 2**20); print(before, cgroups.memory_left_bytes())")
-    out = subprocess.run([sys.executable, "-c", probe], preexec_fn=sandbox.enter, capture_output=True, text=True,
-                         check=True).stdout
+    probe = (
+        "from course_lib import cgroups; before = cgroups.memory_left_bytes(); "
+        "block = bytearray(300 * 2**20); print(before, cgroups.memory_left_bytes())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], preexec_fn=sandbox.enter, capture_output=True, text=True, check=True
+    ).stdout
     before, after = map(int, out.split())
     assert 0 < before <= 2**30
     assert before - after >= 280 * MIB, "the 300 MiB block counts against the container's limit"
@@ -204,11 +234,19 @@ def test_what_a_notebook_left_out_to_fit_is_read_from_its_outputs(tmp_path):
 
     notebook = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("BATCH_SIZES = memory.fit_batch_sizes(model, BATCH_SIZES)")
-    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=(
-        "WARNING: batch sizes [128] left out: resnet50 would need 1,528.6 MiB, 882 MiB left. Run on ...\n"
-        "batch sizes [1, 8] fit: tiny_cnn needs at most 4.2 MiB, 1,283 MiB left\n"))]
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "stream",
+            name="stdout",
+            text=(
+                "WARNING: batch sizes [128] left out: resnet50 would need 1,528.6 MiB, 882 MiB left. Run on ...\n"
+                "batch sizes [1, 8] fit: tiny_cnn needs at most 4.2 MiB, 1,283 MiB left\n"
+            ),
+        )
+    ]
     notebook.cells = [nbformat.v4.new_markdown_cell("WARNING: batch sizes in prose"), cell]
     nbformat.write(notebook, tmp_path / "09.ipynb")
     assert binder_check.memory_warnings(tmp_path / "09.ipynb") == [
-        "batch sizes [128] left out: resnet50 would need 1,528.6 MiB, 882 MiB left. Run on ..."]
+        "batch sizes [128] left out: resnet50 would need 1,528.6 MiB, 882 MiB left. Run on ..."
+    ]
     assert binder_check.memory_warnings(tmp_path / "missing.ipynb") == []

@@ -19,14 +19,22 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 NOTEBOOK = "solutions/01-tensorflow-and-keras/01-tensorflow-and-keras.ipynb"
 SCREENSHOTS = REPO / "results" / "browser"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 if not os.path.exists(CHROMIUM):
     if os.environ.get("CI"):
         pytest.fail(f"{CHROMIUM} is missing in CI: .ci/run must install it", pytrace=False)
-    pytest.skip(f"{CHROMIUM} not installed: `apt-get install chromium` to run the browser test",
-                allow_module_level=True)
+    pytest.skip(
+        f"{CHROMIUM} not installed: `apt-get install chromium` to run the browser test", allow_module_level=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +47,28 @@ def lab(tmp_path_factory):
     shutil.copy(REPO / NOTEBOOK, root / NOTEBOOK)
     env = {**os.environ, "HOME": str(home), "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
     url = f"http://127.0.0.1:{port}"
-    with running_server([sys.executable, "-m", "course_lib", "lab", "--port", str(port), "--token", "browser",
-                         "--no-workspace", "--root", str(root), "--url", f"/lab/tree/{NOTEBOOK}"],
-                        home / "lab.log", url=f"{url}/api", timeout=120, env=env, name="JupyterLab"):
+    with running_server(
+        [
+            sys.executable,
+            "-m",
+            "course_lib",
+            "lab",
+            "--port",
+            str(port),
+            "--token",
+            "browser",
+            "--no-workspace",
+            "--root",
+            str(root),
+            "--url",
+            f"/lab/tree/{NOTEBOOK}",
+        ],
+        home / "lab.log",
+        url=f"{url}/api",
+        timeout=120,
+        env=env,
+        name="JupyterLab",
+    ):
         yield url, root / NOTEBOOK
 
 
@@ -71,8 +98,9 @@ def test_notebook_01_runs_in_chromium_without_errors(lab):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{lab}/lab/tree/{NOTEBOOK}?token=browser")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
-                               "#jp-main-statusbar :text('Idle')", timeout=120_000)
+        page.wait_for_selector(
+            ".jp-Notebook-ExecutionIndicator[data-status='idle'], #jp-main-statusbar :text('Idle')", timeout=120_000
+        )
 
         # nbgrader's JupyterLab tools are installed: its menu is in the menu bar.
         assert page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Nbgrader$")).count() == 1

@@ -30,12 +30,14 @@ SIZE = 32
 
 def tiny_cnn(classes: int, size: int | None = SIZE, seed: int = 0) -> keras.Model:
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input((size, size, 3)),
-        keras.layers.Conv2D(4, 3, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(classes, activation="softmax"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((size, size, 3)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(classes, activation="softmax"),
+        ]
+    )
 
 
 def pixels(shape, dtype: npt.DTypeLike = np.uint8, seed=0) -> np.ndarray:
@@ -69,11 +71,15 @@ def expected_scores(model, images, mode="tf"):
 
 # --- preprocessing -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("mode", "keras_preprocess"), [
-    ("caffe", keras.applications.resnet50.preprocess_input),
-    ("tf", keras.applications.mobilenet_v2.preprocess_input),
-    ("torch", keras.applications.densenet.preprocess_input),
-])
+
+@pytest.mark.parametrize(
+    ("mode", "keras_preprocess"),
+    [
+        ("caffe", keras.applications.resnet50.preprocess_input),
+        ("tf", keras.applications.mobilenet_v2.preprocess_input),
+        ("torch", keras.applications.densenet.preprocess_input),
+    ],
+)
 def test_preprocessing_matches_keras_preprocess_input(mode, keras_preprocess):
     images = pixels((2, 8, 8, 3), np.float32)
     ours = preprocess_images(images, mode).numpy()
@@ -86,10 +92,18 @@ def test_same_size_resize_leaves_pixels_unchanged_and_other_sizes_are_resized():
     assert preprocess_images(images, "none", (7, 9)).shape == (1, 7, 9, 3)
 
 
-@pytest.mark.parametrize(("name", "mode"), [
-    ("ResNet50", "caffe"), ("vgg16", "caffe"), ("mobilenet_v2", "tf"), ("InceptionV3", "tf"),
-    ("DenseNet121", "torch"), ("EfficientNetB0", "none"), ("tf", "tf"),
-])
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [
+        ("ResNet50", "caffe"),
+        ("vgg16", "caffe"),
+        ("mobilenet_v2", "tf"),
+        ("InceptionV3", "tf"),
+        ("DenseNet121", "torch"),
+        ("EfficientNetB0", "none"),
+        ("tf", "tf"),
+    ],
+)
 def test_architecture_names_map_to_their_preprocessing(name, mode):
     assert preprocessing_mode(name) == mode
 
@@ -100,6 +114,7 @@ def test_unknown_preprocessing_lists_the_modes():
 
 
 # --- predictions -------------------------------------------------------------------------------------------
+
 
 def test_predict_matches_the_keras_model_for_uint8_and_float_input(classifier, model):
     images = pixels((3, SIZE, SIZE, 3))
@@ -145,34 +160,41 @@ def test_wrong_preprocessing_changes_the_scores(exported, classifier):
 
 # --- input validation --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("images", "error", "advice"), [
-    (pixels((1, 3, SIZE, SIZE)), ChannelOrderError, r"np\.transpose\(x, \(0, 2, 3, 1\)\)"),
-    (pixels((3, SIZE, SIZE)), InputShapeError, r"np\.transpose\(image, \(1, 2, 0\)\)"),
-    (pixels((SIZE, SIZE, 3)), InputShapeError, "predict_single"),
-    (pixels((2, SIZE, SIZE, 4)), InputShapeError, r"x\[\.\.\., :3\]"),
-    (pixels((2, SIZE, SIZE, 1)), InputShapeError, "np.repeat"),
-    (pixels((2, 1, SIZE, SIZE, 3)), InputShapeError, "rank 4"),
-    (np.zeros((0, SIZE, SIZE, 3), np.uint8), EmptyBatchError, "at least one image"),
-    (np.zeros((2, 0, SIZE, 3), np.float32), EmptyBatchError, "at least one image"),
-    (np.full((1, SIZE, SIZE, 3), np.nan, np.float32), InputValueError, "NaN"),
-    (np.full((1, SIZE, SIZE, 3), np.inf, np.float32), InputValueError, "infinite"),
-    (np.full((1, SIZE, SIZE, 3), -1.0, np.float32), InputValueError, "already preprocessed"),
-    (np.full((1, SIZE, SIZE, 3), 300.0, np.float32), InputValueError, "0..255"),
-    (pixels((1, SIZE, SIZE, 3), np.int64), InputDtypeError, "uint8"),
-    (np.ones((1, SIZE, SIZE, 3), bool), InputDtypeError, "uint8"),
-    (np.full((1, 2, 2, 3), "a"), InputDtypeError, "uint8"),
-    ([np.zeros((4, 4, 3)), np.zeros((5, 5, 3))], InputShapeError, "different sizes"),
-])
+
+@pytest.mark.parametrize(
+    ("images", "error", "advice"),
+    [
+        (pixels((1, 3, SIZE, SIZE)), ChannelOrderError, r"np\.transpose\(x, \(0, 2, 3, 1\)\)"),
+        (pixels((3, SIZE, SIZE)), InputShapeError, r"np\.transpose\(image, \(1, 2, 0\)\)"),
+        (pixels((SIZE, SIZE, 3)), InputShapeError, "predict_single"),
+        (pixels((2, SIZE, SIZE, 4)), InputShapeError, r"x\[\.\.\., :3\]"),
+        (pixels((2, SIZE, SIZE, 1)), InputShapeError, "np.repeat"),
+        (pixels((2, 1, SIZE, SIZE, 3)), InputShapeError, "rank 4"),
+        (np.zeros((0, SIZE, SIZE, 3), np.uint8), EmptyBatchError, "at least one image"),
+        (np.zeros((2, 0, SIZE, 3), np.float32), EmptyBatchError, "at least one image"),
+        (np.full((1, SIZE, SIZE, 3), np.nan, np.float32), InputValueError, "NaN"),
+        (np.full((1, SIZE, SIZE, 3), np.inf, np.float32), InputValueError, "infinite"),
+        (np.full((1, SIZE, SIZE, 3), -1.0, np.float32), InputValueError, "already preprocessed"),
+        (np.full((1, SIZE, SIZE, 3), 300.0, np.float32), InputValueError, "0..255"),
+        (pixels((1, SIZE, SIZE, 3), np.int64), InputDtypeError, "uint8"),
+        (np.ones((1, SIZE, SIZE, 3), bool), InputDtypeError, "uint8"),
+        (np.full((1, 2, 2, 3), "a"), InputDtypeError, "uint8"),
+        ([np.zeros((4, 4, 3)), np.zeros((5, 5, 3))], InputShapeError, "different sizes"),
+    ],
+)
 def test_bad_batches_raise_errors_that_say_what_to_do(classifier, images, error, advice):
     with pytest.raises(error, match=advice):
         classifier.predict(images)
 
 
-@pytest.mark.parametrize(("image", "advice"), [
-    (pixels((1, SIZE, SIZE, 3)), r"predict\(images\)"),
-    (pixels((SIZE, SIZE)), "grayscale"),
-    (pixels((3, SIZE, SIZE)), r"np\.transpose\(x, \(1, 2, 0\)\)"),
-])
+@pytest.mark.parametrize(
+    ("image", "advice"),
+    [
+        (pixels((1, SIZE, SIZE, 3)), r"predict\(images\)"),
+        (pixels((SIZE, SIZE)), "grayscale"),
+        (pixels((3, SIZE, SIZE)), r"np\.transpose\(x, \(1, 2, 0\)\)"),
+    ],
+)
 def test_bad_single_images_raise_errors_that_say_what_to_do(classifier, image, advice):
     with pytest.raises(InputShapeError, match=advice):
         classifier.predict_single(image)
@@ -192,6 +214,7 @@ def test_validate_images_returns_float32_without_changing_values():
 
 
 # --- top-k -------------------------------------------------------------------------------------------------
+
 
 def test_top_k_uses_imagenet_names_for_1000_classes(tmp_path):
     model = tiny_cnn(classes=1000, seed=1)
@@ -224,6 +247,7 @@ def test_top_k_rejects_k_outside_the_classes(classifier, k):
 
 
 # --- loading -----------------------------------------------------------------------------------------------
+
 
 def test_tf_saved_model_save_exports_load_too(model, tmp_path):
     tf.saved_model.save(model, str(tmp_path / "m"))
@@ -283,6 +307,7 @@ def test_models_of_any_input_size_resize_to_the_size_you_give(tmp_path):
 
 # --- export_for_classifier ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def self_preprocessing(model, tmp_path_factory):
     path = tmp_path_factory.mktemp("with-preprocessing") / "1"
@@ -333,11 +358,11 @@ def test_export_of_a_model_of_any_size_resizes_to_the_given_size(tmp_path):
 
 # --- a real architecture on the shipped images -------------------------------------------------------------
 
+
 def test_mobilenet_v2_on_shipped_images_matches_keras(tmp_path):
     keras.utils.set_random_seed(0)
     # Keras documents weights=None (random initialisation); pyright infers `str` from the default "imagenet"
-    mobilenet = keras.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3),
-                                               weights=None)  # pyright: ignore[reportArgumentType]
+    mobilenet = keras.applications.MobileNetV2(alpha=0.35, input_shape=(96, 96, 3), weights=None)  # pyright: ignore[reportArgumentType]
     mobilenet.export(str(tmp_path / "m"), verbose=False)
     classifier = ImageClassifier(tmp_path / "m", preprocessing="mobilenet_v2")
     images = np.stack([data.load_image(name, size=(96, 96)) for name in data.sample_images()])

@@ -40,8 +40,14 @@ EXPECTED = {
 
 def run_cli(*args, env_extra=None, check=True):
     env = {**os.environ, **LIMITS, **(env_extra or {})}
-    result = subprocess.run([sys.executable, "-m", "course_lib.dev.classroom", *args], capture_output=True,
-                            text=True, env=env, timeout=900, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "course_lib.dev.classroom", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -110,9 +116,24 @@ def test_an_interrupted_run_keeps_what_it_graded(tmp_path):
     for student in ("partial", "perfect", "untouched"):
         shutil.copytree(SUBMISSIONS / student, submissions / student)
     report = root / f"grading-report-{ASSIGNMENT}.json"
-    process = subprocess.Popen([sys.executable, "-m", "course_lib.dev.classroom", "--course", str(root),
-                                "--sources", str(SOURCES), "grade", ASSIGNMENT, "--from", str(submissions)],
-                               env={**os.environ, **LIMITS}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "course_lib.dev.classroom",
+            "--course",
+            str(root),
+            "--sources",
+            str(SOURCES),
+            "grade",
+            ASSIGNMENT,
+            "--from",
+            str(submissions),
+        ],
+        env={**os.environ, **LIMITS},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while not report.exists() and time.monotonic() < deadline:
         time.sleep(0.2)

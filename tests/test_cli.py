@@ -13,8 +13,10 @@ from course_lib.__main__ import COMMANDS
 from course_lib.dev.__main__ import COMMANDS as DEV_COMMANDS
 from course_lib.paths import REPO_ROOT
 
-ALL = {**{f"tf-course {name}": target for name, target in COMMANDS.items()},
-       **{f"tf-course-dev {name}": target for name, target in DEV_COMMANDS.items()}}
+ALL = {
+    **{f"tf-course {name}": target for name, target in COMMANDS.items()},
+    **{f"tf-course-dev {name}": target for name, target in DEV_COMMANDS.items()},
+}
 NOT_TOOLS = {"course_lib/dev/kernel_limits.py"}  # the grading kernel's launcher, started by Jupyter
 
 

@@ -35,8 +35,9 @@ Available versions: 2.21.0, 2.20.1, 2.19.0, 2.19.0rc0, 2.18.0, 2.18.0rc0, 2.17.0
 
 
 def test_the_tensorflow_family_and_its_dependents_are_held_back_and_nothing_else():
-    kept, dropped = currency.filter_requirements((REPO / "requirements.txt").read_text(),
-                                                 currency.TF_FAMILY | currency.TF_DEPENDENTS)
+    kept, dropped = currency.filter_requirements(
+        (REPO / "requirements.txt").read_text(), currency.TF_FAMILY | currency.TF_DEPENDENTS
+    )
     assert sorted(dropped) == ["tensorflow", "tensorflow-hub", "tensorflow-serving-api", "tf-keras"]
     assert "numpy==2.4.6" in kept and "papermill==2.7.0" in kept
     assert not any("#" in line or line.startswith(("tensorflow", "tf-keras")) for line in kept)
@@ -99,18 +100,21 @@ ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/en/latest/topics
 
 
 def test_a_pip_conflict_is_said_in_one_line():
-    assert currency.pip_conflict(PIP_CONFLICT) == ("tf-keras 2.21.0 depends on tensorflow<2.22 and >=2.21; "
-                                                   "The user requested (constraint) tensorflow==2.22.0rc0")
+    assert currency.pip_conflict(PIP_CONFLICT) == (
+        "tf-keras 2.21.0 depends on tensorflow<2.22 and >=2.21; The user requested (constraint) tensorflow==2.22.0rc0"
+    )
     assert currency.pip_conflict("ERROR: No matching distribution found for tensorflow==9.0\n") == (
-        "ERROR: No matching distribution found for tensorflow==9.0")
+        "ERROR: No matching distribution found for tensorflow==9.0"
+    )
 
 
 def test_the_report_names_the_commit_it_tested(tmp_path):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "f.txt").write_text("a")
     subprocess.run(["git", "-C", str(tmp_path), "add", "f.txt"], check=True)
-    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"],
-                   check=True)
+    subprocess.run(
+        ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], check=True
+    )
     commit = currency.course_commit(tmp_path)
     assert re.fullmatch(r"[0-9a-f]{12}", commit)
     (tmp_path / "f.txt").write_text("b")
@@ -119,8 +123,10 @@ def test_the_report_names_the_commit_it_tested(tmp_path):
 
 
 def test_a_failing_notebook_reports_its_source_cell_and_first_error_line(tmp_path):
-    runs = [run_notebook("params-demo", tmp_path, {}, source_root=FIXTURES),
-            run_notebook("broken-demo", tmp_path, {}, source_root=FIXTURES)]
+    runs = [
+        run_notebook("params-demo", tmp_path, {}, source_root=FIXTURES),
+        run_notebook("broken-demo", tmp_path, {}, source_root=FIXTURES),
+    ]
     summary, _ = write_summary(runs, tmp_path, {})
     executed = json.loads((tmp_path / "broken-demo.ipynb").read_text())
     assert len(executed["cells"]) > 1, "papermill adds its error banner: the index must not count it"
@@ -128,22 +134,35 @@ def test_a_failing_notebook_reports_its_source_cell_and_first_error_line(tmp_pat
     ok, broken = currency.notebook_results(json.loads(summary.read_text()))
     assert ok == {"notebook": "params-demo", "ok": True, "seconds": runs[0].seconds, "error": None}
     assert broken["ok"] is False
-    assert broken["error"] == {"cell": 0, "execution_count": 1, "ename": "RuntimeError",
-                               "evalue": "this notebook is broken on purpose",
-                               "source": "raise RuntimeError('this notebook is broken on purpose')"}
+    assert broken["error"] == {
+        "cell": 0,
+        "execution_count": 1,
+        "ename": "RuntimeError",
+        "evalue": "this notebook is broken on purpose",
+        "source": "raise RuntimeError('this notebook is broken on purpose')",
+    }
 
 
 def test_a_notebook_that_stopped_without_an_error_output_reports_the_runners_last_line(tmp_path):
-    summary = {"runs": [{"assignment": "05-inference", "output": str(tmp_path / "never-written.ipynb"),
-                         "ok": False, "seconds": 600.0,
-                         "error": "Traceback...\nnbclient.exceptions.DeadKernelError: Kernel died\n"}]}
+    summary = {
+        "runs": [
+            {
+                "assignment": "05-inference",
+                "output": str(tmp_path / "never-written.ipynb"),
+                "ok": False,
+                "seconds": 600.0,
+                "error": "Traceback...\nnbclient.exceptions.DeadKernelError: Kernel died\n",
+            }
+        ]
+    }
     [result] = currency.notebook_results(summary)
     assert result["error"]["evalue"] == "nbclient.exceptions.DeadKernelError: Kernel died"
     assert result["error"]["cell"] is None
 
 
 def run_small_suite(tmp_path) -> subprocess.CompletedProcess:
-    (tmp_path / "test_small.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_small.py").write_text(
+        textwrap.dedent("""
         import pytest
 
         @pytest.fixture
@@ -162,10 +181,27 @@ def run_small_suite(tmp_path) -> subprocess.CompletedProcess:
         @pytest.mark.parametrize("n", [1])
         def test_skips(n):
             pytest.skip("not today")
-    """))
-    return subprocess.run([sys.executable, "-m", "pytest", "-ra", "-p", "no:cacheprovider", "-p", "no:xdist",
-                           str(tmp_path / "test_small.py")], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120, check=False, env={"COLUMNS": "400", "PATH": "/usr/bin:/bin"})
+    """)
+    )
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-ra",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            str(tmp_path / "test_small.py"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"COLUMNS": "400", "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_pytest_output_gives_counts_and_each_failure_with_its_first_line(tmp_path):
@@ -184,7 +220,9 @@ def test_pytest_output_gives_counts_and_each_failure_with_its_first_line(tmp_pat
 def test_the_report_names_versions_broken_notebooks_and_failing_tests(tmp_path):
     parsed = currency.parse_pytest_output(run_small_suite(tmp_path).stdout)
     report = {
-        "date": "2026-12-01", "commit": "0123456789ab", "python": "3.11.7",
+        "date": "2026-12-01",
+        "commit": "0123456789ab",
+        "python": "3.11.7",
         "notes": ["No tf-keras for tensorflow 2.22 on the index yet."],
         "pins": {"tensorflow": "2.21.0", "keras": "3.15.1", "tf-keras": "2.21.0"},
         "newest": {"tensorflow": "2.22.0rc0", "keras": "3.15.1", "tf-keras": "2.21.0"},
@@ -193,9 +231,18 @@ def test_the_report_names_versions_broken_notebooks_and_failing_tests(tmp_path):
         "pip_check": ["tf-keras 2.21.0 has requirement tensorflow<2.22,>=2.21, but you have tensorflow 2.22.0rc0."],
         "notebooks": [
             {"notebook": "01-tensorflow-and-keras", "ok": True, "seconds": 12.5, "error": None},
-            {"notebook": "04-loading-pretrained", "ok": False, "seconds": 30.1,
-             "error": {"cell": 7, "execution_count": 5, "ename": "ImportError", "evalue": "cannot import a|b",
-                       "source": "import tensorflow_hub as hub"}},
+            {
+                "notebook": "04-loading-pretrained",
+                "ok": False,
+                "seconds": 30.1,
+                "error": {
+                    "cell": 7,
+                    "execution_count": 5,
+                    "ename": "ImportError",
+                    "evalue": "cannot import a|b",
+                    "source": "import tensorflow_hub as hub",
+                },
+            },
         ],
         "tests": {"command": 'pytest -m "not slow" tests', "returncode": 1, "seconds": 301.0, **parsed},
         "seconds": {"environment": 200.0, "total": 900.0},
@@ -211,15 +258,21 @@ def test_the_report_names_versions_broken_notebooks_and_failing_tests(tmp_path):
     assert "1 of 2 notebooks ran to the end." in text
     assert "| 04-loading-pretrained | FAILED | 30.1 | cell 7: `ImportError`: cannot import a\\|b |" in text
     assert "| 01-tensorflow-and-keras | ok | 12.5 |  |" in text
-    assert "`pytest -m \"not slow\" tests`: 1 failed, 1 passed, 1 skipped, 1 error (exit status 1, 301 s)." in text
-    assert re.search(r"^\| `test_small.py::test_fails` \| failed \| AssertionError: arithmetic changed \\\| in",
-                     text, re.MULTILINE), "a | in a message would split the table cell"
+    assert '`pytest -m "not slow" tests`: 1 failed, 1 passed, 1 skipped, 1 error (exit status 1, 301 s).' in text
+    assert re.search(
+        r"^\| `test_small.py::test_fails` \| failed \| AssertionError: arithmetic changed \\\| in", text, re.MULTILINE
+    ), "a | in a message would split the table cell"
     assert "Time: environment 200 s, total 900 s." in text
 
 
 def test_a_run_that_stopped_early_says_what_was_not_run(tmp_path):
-    text = currency.render_report({"date": "2026-12-01", "notes": ["The run stopped: RuntimeError: no wheel"],
-                                   "notebooks_skipped": "--skip-notebooks"})
+    text = currency.render_report(
+        {
+            "date": "2026-12-01",
+            "notes": ["The run stopped: RuntimeError: no wheel"],
+            "notebooks_skipped": "--skip-notebooks",
+        }
+    )
     assert "- The run stopped: RuntimeError: no wheel" in text
     assert "Not run: --skip-notebooks" in text
     assert "## Test suite\n\nNot run: the environment could not be built." in text
@@ -227,11 +280,14 @@ def test_a_run_that_stopped_early_says_what_was_not_run(tmp_path):
 
 def test_the_tool_needs_only_the_standard_library():
     """`make currency` runs it with the system's python3, before any course environment exists."""
-    probe = ("import sys, course_lib.dev.currency; "
-             "print(sorted({m.split('.')[0] for m in sys.modules} & {'nbformat', 'tensorflow', 'numpy', 'yaml', "
-             "'papermill', 'nbclient', 'psutil'}))")
-    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60,
-                            check=True)
+    probe = (
+        "import sys, course_lib.dev.currency; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'nbformat', 'tensorflow', 'numpy', 'yaml', "
+        "'papermill', 'nbclient', 'psutil'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
+    )
     assert result.stdout.strip() == "[]"
 
 
@@ -240,8 +296,14 @@ def test_the_suite_runs_without_the_slow_tests_when_that_marker_exists():
 
 
 def test_make_currency_and_its_weekly_workflow():
-    dry = subprocess.run(["make", "-n", "currency", "CURRENCY_OUT=results/currency-test"], cwd=REPO,
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+    dry = subprocess.run(
+        ["make", "-n", "currency", "CURRENCY_OUT=results/currency-test"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert "-m course_lib.dev.currency --out results/currency-test" in dry
     assert ".venv/bin/python" not in dry, "the currency run builds its own environment, not the course's"
     workflow = yaml.safe_load((REPO / ".github" / "workflows" / "currency.yml").read_text())

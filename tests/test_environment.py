@@ -21,10 +21,19 @@ flags\t\t: fpu vme
 
 def make_report(**overrides) -> environment.EnvironmentReport:
     facts: dict[str, Any] = {
-        "python": "3.11.7", "platform": "Linux x86_64", "tensorflow": "2.21.0", "keras": "3.15.1",
-        "build": {"is_cuda_build": True, "cuda_version": "12.5.1", "cudnn_version": "9"}, "gpus": [],
-        "cpu_model": "test cpu", "cpu_features": {"avx2": True}, "logical_cores": 16, "cgroup_cpus": None,
-        "ram_total_bytes": 64 * 2**30, "ram_available_bytes": 60 * 2**30, "cgroup_memory_bytes": None,
+        "python": "3.11.7",
+        "platform": "Linux x86_64",
+        "tensorflow": "2.21.0",
+        "keras": "3.15.1",
+        "build": {"is_cuda_build": True, "cuda_version": "12.5.1", "cudnn_version": "9"},
+        "gpus": [],
+        "cpu_model": "test cpu",
+        "cpu_features": {"avx2": True},
+        "logical_cores": 16,
+        "cgroup_cpus": None,
+        "ram_total_bytes": 64 * 2**30,
+        "ram_available_bytes": 60 * 2**30,
+        "cgroup_memory_bytes": None,
         "nvidia_smi": None,
     }
     facts.update(overrides)
@@ -68,8 +77,14 @@ def test_the_report_says_whether_onednn_is_on_and_what_that_changes():
 
 def test_doctor_reports_onednn_off_when_forced_off():
     env = {**environment.os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}
-    result = subprocess.run([sys.executable, "-m", "course_lib", "doctor"], capture_output=True, text=True,
-                            timeout=120, check=False, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "course_lib", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "oneDNN        off (TF_ENABLE_ONEDNN_OPTS=0)" in result.stdout
     assert "CPU features  " in result.stdout and ("avx2=" in result.stdout or "asimd=" in result.stdout)
@@ -203,8 +218,9 @@ def test_gpu_memory_limit_rejects_a_non_positive_size():
 
 
 def test_doctor_prints_the_report():
-    result = subprocess.run([sys.executable, "-m", "course_lib", "doctor"], capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "course_lib", "doctor"], capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Course environment report" in result.stdout
     assert "TensorFlow    2.21" in result.stdout
@@ -212,16 +228,20 @@ def test_doctor_prints_the_report():
 
 
 def test_unknown_command_exits_2_with_usage():
-    result = subprocess.run([sys.executable, "-m", "course_lib", "frobnicate"], capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "course_lib", "frobnicate"], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 2
     assert "unknown command 'frobnicate'" in result.stderr and "doctor" in result.stderr
 
 
-@pytest.mark.parametrize(("facts", "exit_code"), [
-    ({"cgroup_cpus": 1.0, "cgroup_memory_bytes": 2 * 2**30}, 0),      # limits: sized from, not a fault
-    ({"nvidia_smi": "550.54", "build": {"is_cuda_build": False}}, 1),  # a GPU TensorFlow cannot use
-])
+@pytest.mark.parametrize(
+    ("facts", "exit_code"),
+    [
+        ({"cgroup_cpus": 1.0, "cgroup_memory_bytes": 2 * 2**30}, 0),  # limits: sized from, not a fault
+        ({"nvidia_smi": "550.54", "build": {"is_cuda_build": False}}, 1),  # a GPU TensorFlow cannot use
+    ],
+)
 def test_doctor_strict_fails_on_faults_not_on_container_limits(monkeypatch, capsys, facts, exit_code):
     report = make_report(**facts)
     report.problems = environment.diagnose(report)
@@ -237,8 +257,8 @@ def test_memory_left_is_the_limit_minus_the_working_set_v1(tmp_path):
     job = tmp_path / "memory" / "jobs" / "7"
     job.mkdir(parents=True)
     (job / "memory.limit_in_bytes").write_text(f"{2 * 2**30}\n")
-    (job / "memory.usage_in_bytes").write_text(f"{3 * 2**29}\n")                    # 1.5 GiB charged...
-    (job / "memory.stat").write_text(f"cache 1\ntotal_inactive_file {2**29}\n")     # ...0.5 GiB of it reclaimable
+    (job / "memory.usage_in_bytes").write_text(f"{3 * 2**29}\n")  # 1.5 GiB charged...
+    (job / "memory.stat").write_text(f"cache 1\ntotal_inactive_file {2**29}\n")  # ...0.5 GiB of it reclaimable
     assert cgroups.memory_left_bytes(tmp_path, "4:memory:/jobs/7\n") == 2**30
 
 

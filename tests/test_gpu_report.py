@@ -12,8 +12,13 @@ from course_lib.environment import onednn_enabled
 @pytest.mark.cpu_sensitive
 @pytest.mark.slow  # benchmarks four precisions and two batch sizes
 def test_dry_run_writes_the_report_in_json_and_markdown(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "course_lib.dev.gpu_report", "--dry-run", "--skip-notebooks",
-                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "course_lib.dev.gpu_report", "--dry-run", "--skip-notebooks", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["dry_run"] is True and report["device"]["tensorflow"].startswith("2.21")

@@ -72,11 +72,17 @@ def graded(tmp_path_factory):
     course.submit("alice", ASSIGNMENT, submission(course))  # correct, noisy
     course.submit("bob", ASSIGNMENT, submission(course, wrong_mean))  # every answer wrong, as noisy
     course.submit("carol", ASSIGNMENT, submission(course, {"layer": WRONG["layer"]}))  # one wrong
-    course.submit("dave", ASSIGNMENT, submission(course, {"mean": mean_returning_total(course).replace(
-        "return total", "while True:\n        pass")}))  # runs past the time limit
-    course.submit("erin", ASSIGNMENT, submission(course, {"layer": (
-        "import numpy as np\n\ndef make_layer():\n    np.ones(2**40)  # 8 TiB: past the kernel's memory limit\n"
-        "    return keras.layers.Dense(4, input_shape=(3,))")}))
+    course.submit(
+        "dave",
+        ASSIGNMENT,
+        submission(course, {"mean": mean_returning_total(course).replace("return total", "while True:\n        pass")}),
+    )  # runs past the time limit
+    past_the_memory_limit = (
+        "import numpy as np\n\ndef make_layer():\n"
+        "    np.ones(2**40)  # 8 TiB: past the kernel's memory limit\n"
+        "    return keras.layers.Dense(4, input_shape=(3,))"
+    )
+    course.submit("erin", ASSIGNMENT, submission(course, {"layer": past_the_memory_limit}))
     log = course.autograde(ASSIGNMENT, f"--Execute.timeout={TIMEOUT_S}")
     feedback = nbgrader(["generate_feedback", ASSIGNMENT, "--force"], course.root)
     assert feedback.returncode == 0, feedback.stderr[-3000:]
@@ -95,10 +101,18 @@ def test_the_test_cells_really_received_tensorflows_stderr(graded):
     assert "UserWarning: Do not pass an `input_shape`/`input_dim` argument to a layer" in layer, layer
     mean = set_aside_texts(cell_named(notebook, "mean-tests"))
     # (TF's own logger writes to stdout in an interactive kernel; it is called too, and costs nothing.)
-    for expected in ("WARNING:absl:absl", "logging at DEBUG", "logging at INFO",
-                     "logging at CRITICAL", "UserWarning: a UserWarning", "DeprecationWarning: a DeprecationWarning",
-                     "FutureWarning: a FutureWarning", "RuntimeWarning: a RuntimeWarning",
-                     "print(..., file=sys.stderr)", "summing: 100%"):
+    for expected in (
+        "WARNING:absl:absl",
+        "logging at DEBUG",
+        "logging at INFO",
+        "logging at CRITICAL",
+        "UserWarning: a UserWarning",
+        "DeprecationWarning: a DeprecationWarning",
+        "FutureWarning: a FutureWarning",
+        "RuntimeWarning: a RuntimeWarning",
+        "print(..., file=sys.stderr)",
+        "summing: 100%",
+    ):
         assert expected in mean, f"{expected!r} missing from the stderr of mean-tests:\n{mean}"
 
 
@@ -133,19 +147,27 @@ def test_stderr_stays_readable_in_the_graded_notebook_as_a_note(graded):
     cell = cell_named(autograded(course, "alice"), "xla-tests")
     notes = [o for o in cell.outputs if o.output_type == "display_data"]
     assert notes and notes[0].data["text/plain"].startswith(STDERR_HEADER)
-    assert not [o for o in autograded(course, "alice").cells if is_test_cell(o)
-                for out in o.outputs if out.output_type == "stream" and out.name == "stderr"]
+    assert not [
+        o
+        for o in autograded(course, "alice").cells
+        if is_test_cell(o)
+        for out in o.outputs
+        if out.output_type == "stream" and out.name == "stderr"
+    ]
 
 
 def feedback_html(course: CourseDirectory, student: str) -> str:
     return (course.root / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
 
 
-@pytest.mark.parametrize("student, cause", [
-    ("bob", "Scored 0 of 1: failed check: AssertionError"),
-    ("dave", "Scored 0 of 1: timeout: the cell ran past the grading time limit"),
-    ("erin", "Scored 0 of 1: killed for memory: MemoryError"),
-])
+@pytest.mark.parametrize(
+    "student, cause",
+    [
+        ("bob", "Scored 0 of 1: failed check: AssertionError"),
+        ("dave", "Scored 0 of 1: timeout: the cell ran past the grading time limit"),
+        ("erin", "Scored 0 of 1: killed for memory: MemoryError"),
+    ],
+)
 def test_feedback_names_why_a_test_cell_scored_zero(graded, student, cause):
     course, _, _ = graded
     assert cause in feedback_html(course, student)
@@ -224,16 +246,33 @@ def error(ename: str, evalue: str = "") -> nbformat.NotebookNode:
     return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[])
 
 
-@pytest.mark.parametrize("outputs, execution_count, reason", [
-    ([error("AssertionError", "a reshape is not a transpose")], 1,
-     "failed check: AssertionError: a reshape is not a transpose"),
-    ([error("NameError", "name 'answer' is not defined\nmore")], 1,
-     "exception: NameError: name 'answer' is not defined"),
-    ([error("KeyboardInterrupt"), error("CellTimeoutError")], 1, "timeout: "),
-    ([error("ResourceExhaustedError", "OOM when allocating tensor")], 1, "killed for memory: ResourceExhaustedError"),
-    ([nbformat.v4.new_output("execute_result", data={"text/plain": "0.5"}, execution_count=1)], 1, "partial credit"),
-    ([], None, "not run: "),
-])
+@pytest.mark.parametrize(
+    "outputs, execution_count, reason",
+    [
+        (
+            [error("AssertionError", "a reshape is not a transpose")],
+            1,
+            "failed check: AssertionError: a reshape is not a transpose",
+        ),
+        (
+            [error("NameError", "name 'answer' is not defined\nmore")],
+            1,
+            "exception: NameError: name 'answer' is not defined",
+        ),
+        ([error("KeyboardInterrupt"), error("CellTimeoutError")], 1, "timeout: "),
+        (
+            [error("ResourceExhaustedError", "OOM when allocating tensor")],
+            1,
+            "killed for memory: ResourceExhaustedError",
+        ),
+        (
+            [nbformat.v4.new_output("execute_result", data={"text/plain": "0.5"}, execution_count=1)],
+            1,
+            "partial credit",
+        ),
+        ([], None, "not run: "),
+    ],
+)
 def test_each_way_to_lose_points_has_its_one_line_reason(outputs, execution_count, reason):
     from course_lib.dev.scoring import lost_points_reason
 
@@ -245,10 +284,12 @@ def test_only_test_cells_lose_their_stderr_and_other_outputs_keep_their_order():
 
     answer = nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"solution": True, "grade": False}})
     answer.outputs = [nbformat.v4.new_output("stream", name="stderr", text="warning\n")]
-    test = graded_cell(nbformat.v4.new_output("stream", name="stdout", text="out\n"),
-                       nbformat.v4.new_output("stream", name="stderr", text="E0000 first\n"),
-                       error("AssertionError"),
-                       nbformat.v4.new_output("stream", name="stderr", text="  0%|\r100%|\n"))
+    test = graded_cell(
+        nbformat.v4.new_output("stream", name="stdout", text="out\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="E0000 first\n"),
+        error("AssertionError"),
+        nbformat.v4.new_output("stream", name="stderr", text="  0%|\r100%|\n"),
+    )
     notebook = set_aside_stderr(nbformat.v4.new_notebook(cells=[answer, test]))
     assert answer.outputs[0].name == "stderr"
     assert [o.output_type for o in test.outputs] == ["stream", "display_data", "error"]

@@ -17,22 +17,33 @@ from servers import free_port, wait_for_http
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "classroom"
 ASSIGNMENT = "tiny-assignment"
-ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-       "COURSE_GRADING_CELL_TIMEOUT": "20"}
+ENV = {
+    **os.environ,
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    "COURSE_GRADING_CELL_TIMEOUT": "20",
+}
 
 pytestmark = pytest.mark.slow  # nbgrader and `make` on a whole course directory
 
 
 def make(*args, **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), *args], capture_output=True,
-                            text=True, env=ENV, timeout=600, check=False, **kwargs)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+        check=False,
+        **kwargs,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 
 def nbgrader(*args, cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(["nbgrader", *args], cwd=cwd, capture_output=True, text=True, env=ENV, timeout=300,
-                            check=False)
+    result = subprocess.run(
+        ["nbgrader", *args], cwd=cwd, capture_output=True, text=True, env=ENV, timeout=300, check=False
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -40,8 +51,12 @@ def nbgrader(*args, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
     root = tmp_path_factory.mktemp("walkthrough")
-    return {"dir": root / "tf-course-grading", "student": root / "alice-home", "scratch": root,
-            "vars": [f"COURSE_DIR={root / 'tf-course-grading'}", f"SOURCES={FIXTURES / 'source'}"]}
+    return {
+        "dir": root / "tf-course-grading",
+        "student": root / "alice-home",
+        "scratch": root,
+        "vars": [f"COURSE_DIR={root / 'tf-course-grading'}", f"SOURCES={FIXTURES / 'source'}"],
+    }
 
 
 def test_1_setup_and_2_generate(course):
@@ -77,15 +92,29 @@ def test_4_grade_with_an_lms_zip(course):
 
 def test_5_formgrader_serves_the_course(course, start_server):
     port, headers = free_port(), {"Authorization": "token walkthrough"}
-    formgrader = start_server(["make", "--no-print-directory", "-C", str(REPO), "formgrader", *course["vars"],
-                               f"PORT={port}", "TOKEN=walkthrough"], env=ENV, name="make formgrader")
-    response = wait_for_http(f"http://127.0.0.1:{port}/formgrader/api/assignments", timeout=120, server=formgrader,
-                             headers=headers)
+    formgrader = start_server(
+        [
+            "make",
+            "--no-print-directory",
+            "-C",
+            str(REPO),
+            "formgrader",
+            *course["vars"],
+            f"PORT={port}",
+            "TOKEN=walkthrough",
+        ],
+        env=ENV,
+        name="make formgrader",
+    )
+    response = wait_for_http(
+        f"http://127.0.0.1:{port}/formgrader/api/assignments", timeout=120, server=formgrader, headers=headers
+    )
     assert response.status_code == 200
     assert ASSIGNMENT in {a["name"] for a in response.json()}
     assert requests.get(f"http://127.0.0.1:{port}/formgrader", headers=headers, timeout=5).status_code == 200
-    without_token = requests.get(f"http://127.0.0.1:{port}/formgrader/api/assignments", timeout=5,
-                                 allow_redirects=False)
+    without_token = requests.get(
+        f"http://127.0.0.1:{port}/formgrader/api/assignments", timeout=5, allow_redirects=False
+    )
     assert without_token.status_code in (302, 403)
 
 

@@ -19,9 +19,14 @@ def lab(tmp_path_factory):
     shutil.copytree(course_root() / "notebooks", root / "notebooks")
     env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
     url = f"http://127.0.0.1:{port}"
-    with running_server([sys.executable, "-m", "course_lib", "lab", "--port", str(port), "--token", token,
-                         "--root", str(root)], home / "lab.log", url=f"{url}/api", timeout=90, env=env,
-                        name="JupyterLab"):
+    with running_server(
+        [sys.executable, "-m", "course_lib", "lab", "--port", str(port), "--token", token, "--root", str(root)],
+        home / "lab.log",
+        url=f"{url}/api",
+        timeout=90,
+        env=env,
+        name="JupyterLab",
+    ):
         yield url, token, root
 
 
@@ -56,6 +61,10 @@ def test_lab_opens_the_students_own_copy_made_from_the_shipped_notebook(lab):
     assert FIRST_NOTEBOOK.startswith("work/")
     shipped = root / "notebooks" / FIRST_NOTEBOOK.removeprefix("work/")
     assert (root / FIRST_NOTEBOOK).read_bytes() == shipped.read_bytes()
-    model = requests.get(f"{url}/api/contents/{FIRST_NOTEBOOK}", params={"content": 0},
-                         headers={"Authorization": f"token {token}"}, timeout=10)
+    model = requests.get(
+        f"{url}/api/contents/{FIRST_NOTEBOOK}",
+        params={"content": 0},
+        headers={"Authorization": f"token {token}"},
+        timeout=10,
+    )
     assert model.status_code == 200 and model.json()["type"] == "notebook"

@@ -87,7 +87,9 @@ def test_sequential_activations_by_hand():
     assert estimate.inference_bytes == estimate.param_bytes + estimate.activations_peak_inference_bytes
     rows = memory.activation_bytes_by_layer(mlp(), 4)
     assert [(r.layer_type, r.output_shapes, r.output_bytes) for r in rows] == [
-        ("Dense", ((4, 32),), 512), ("Dense", ((4, 10),), 160)]
+        ("Dense", ((4, 32),), 512),
+        ("Dense", ((4, 10),), 160),
+    ]
 
 
 def test_branches_keep_both_inputs_of_add_alive():
@@ -100,8 +102,7 @@ def test_branches_keep_both_inputs_of_add_alive():
 
 
 def test_nested_models_are_walked_inside():
-    inner = keras.Sequential([keras.layers.Dense(16, name="wide"), keras.layers.Dense(4, name="narrow")],
-                             name="inner")
+    inner = keras.Sequential([keras.layers.Dense(16, name="wide"), keras.layers.Dense(4, name="narrow")], name="inner")
     x = keras.Input((8,))
     model = keras.Model(x, keras.layers.Dense(2, name="out")(inner(x)))
     estimate = memory.estimate_memory(model, 2)
@@ -160,15 +161,22 @@ def test_mixed_precision_layers_declare_float16_activations():
 
 @pytest.mark.parametrize(
     ("optimizer", "copies"),
-    [("adam", 2), ("sgd", 0), ("sgd-momentum", 1), (keras.optimizers.SGD(momentum=0.9), 1),
-     (keras.optimizers.SGD(), 0), (keras.optimizers.Adam(), 2)],
+    [
+        ("adam", 2),
+        ("sgd", 0),
+        ("sgd-momentum", 1),
+        (keras.optimizers.SGD(momentum=0.9), 1),
+        (keras.optimizers.SGD(), 0),
+        (keras.optimizers.Adam(), 2),
+    ],
 )
 def test_optimizer_slots_are_copies_of_the_trainable_weights(optimizer, copies):
     estimate = memory.estimate_memory(mlp(), 4, optimizer=optimizer)
     assert estimate.gradient_bytes == estimate.param_bytes
     assert estimate.optimizer_slot_bytes == copies * estimate.param_bytes
-    assert estimate.training_bytes == (estimate.param_bytes * (2 + copies) + estimate.input_bytes
-                                       + estimate.activations_total_bytes)
+    assert estimate.training_bytes == (
+        estimate.param_bytes * (2 + copies) + estimate.input_bytes + estimate.activations_total_bytes
+    )
 
 
 def test_recommendation_adds_headroom_and_runtime_overhead_and_picks_gpus():
@@ -273,8 +281,14 @@ def test_cpu_memory_is_measured_by_the_allocator_with_onednn_and_by_rss_without(
 def test_without_onednn_the_cpu_is_measured_from_the_process_rss():
     """The student's AVX2 laptop, forced here whatever this machine's CPU: oneDNN off, no allocator stats."""
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run([sys.executable, "-m", "course_lib.memory", "--measure", "--batch-sizes", "64"],
-                            capture_output=True, text=True, timeout=300, check=False, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "course_lib.memory", "--measure", "--batch-sizes", "64"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     row = next(line for line in result.stdout.splitlines() if line.startswith("64 |"))
     measured_fn, measured_eager = (float(cell) for cell in row.split(" | ")[-2:])  # "n/a" would fail here
@@ -369,5 +383,5 @@ def test_an_eager_call_holds_every_layer_output_and_a_compiled_one_does_not():
     compiled_peak = memory.measure_peak(lambda: compiled(batch), "CPU:0")
     assert eager.method == compiled_peak.method == on_cpu_peak_method()
     assert eager.bytes is not None and compiled_peak.bytes is not None, (eager, compiled_peak)
-    assert eager.bytes >= 0.9 * estimate.activations_total_bytes          # all six 16 MiB outputs at once
-    assert compiled_peak.bytes < 0.5 * estimate.activations_total_bytes   # one or two at a time
+    assert eager.bytes >= 0.9 * estimate.activations_total_bytes  # all six 16 MiB outputs at once
+    assert compiled_peak.bytes < 0.5 * estimate.activations_total_bytes  # one or two at a time

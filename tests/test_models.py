@@ -143,8 +143,9 @@ def test_download_fills_the_cache_then_the_cache_is_used(mobilenet, file_server,
     folder, base_url = file_server
     served = folder / "mobilenet_v2.h5"
     formats.save(mobilenet, served, "h5")
-    spec = dataclasses.replace(models.APPLICATIONS["MobileNetV2"], url=f"{base_url}/mobilenet_v2.h5",
-                               file_hash=md5(served))
+    spec = dataclasses.replace(
+        models.APPLICATIONS["MobileNetV2"], url=f"{base_url}/mobilenet_v2.h5", file_hash=md5(served)
+    )
     monkeypatch.setitem(models.APPLICATIONS, "MobileNetV2", spec)
     first = models.load_pretrained("MobileNetV2")
     assert first.source == "download"
@@ -167,8 +168,7 @@ def test_download_file_rejects_a_wrong_hash_and_leaves_no_file(file_server, tmp_
     assert target.stat().st_size == 100_000
 
 
-def test_download_file_fails_clearly_on_missing_files_and_refused_connections(file_server, tmp_path,
-                                                                               closed_port_url):
+def test_download_file_fails_clearly_on_missing_files_and_refused_connections(file_server, tmp_path, closed_port_url):
     _folder, base_url = file_server
     with pytest.raises(CourseError, match="could not download"):
         models.download_file(f"{base_url}/absent.h5", tmp_path / "a.h5", progress=False)

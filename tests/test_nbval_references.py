@@ -15,10 +15,29 @@ FIXTURE = Path(__file__).parent / "fixtures" / "nbval" / "reference.ipynb"
 def run_nbval(notebook: Path) -> subprocess.CompletedProcess:
     # Its own --basetemp, so the nested pytest never prunes the temp folders of the outer run.
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "--nbval-lax",
-         "--basetemp", str(notebook.parent / "nested-pytest"),
-         "--nbval-kernel-name", "tf-course", str(notebook), "-q", "--rootdir", str(notebook.parent)],
-        capture_output=True, text=True, timeout=180, check=False, cwd=notebook.parent,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            "--nbval-lax",
+            "--basetemp",
+            str(notebook.parent / "nested-pytest"),
+            "--nbval-kernel-name",
+            "tf-course",
+            str(notebook),
+            "-q",
+            "--rootdir",
+            str(notebook.parent),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=notebook.parent,
     )
 
 

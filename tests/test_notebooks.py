@@ -21,7 +21,6 @@ ASSIGNMENTS = assignment_ids()
 pytestmark = pytest.mark.slow  # every notebook run through nbgrader
 
 
-
 @pytest.fixture(scope="module", params=ASSIGNMENTS)
 def graded(request, tmp_path_factory):
     assignment = request.param

@@ -46,8 +46,11 @@ def test_binder_environment_uses_the_same_pins():
 
 def test_lock_file_agrees_with_the_direct_pins():
     locked = pins_in_lines((ROOT / "constraints.txt").read_text().splitlines())
-    disagree = {name: (version, locked.get(name)) for name, version in requirements_pins().items()
-                if locked.get(name) != version}
+    disagree = {
+        name: (version, locked.get(name))
+        for name, version in requirements_pins().items()
+        if locked.get(name) != version
+    }
     assert disagree == {}, f"requirements.txt vs constraints.txt (run `make lock`): {disagree}"
 
 

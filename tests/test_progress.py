@@ -52,8 +52,13 @@ def test_the_command_prints_a_table_and_survives_a_broken_file(released, tmp_pat
     course, *_ = released
     broken = tmp_path / "broken.ipynb"
     broken.write_text("{ not json")
-    result = subprocess.run([sys.executable, "-m", "course_lib", "progress", str(course.student_notebook(ASSIGNMENT)),
-                             str(broken)], capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "course_lib", "progress", str(course.student_notebook(ASSIGNMENT)), str(broken)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"| {ASSIGNMENT} | (all) | 0 / 6 | not started |" in result.stdout
     assert "| broken | (notebook) | 0 / 0 | could not run" in result.stdout

@@ -40,8 +40,13 @@ def test_a_failing_notebook_is_reported_not_raised(tmp_path):
 
 
 def test_the_command_refuses_to_write_executed_copies_into_the_repo():
-    result = subprocess.run([sys.executable, "-m", "course_lib.dev.run_notebooks", "--out", str(REPO / "solutions")],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "course_lib.dev.run_notebooks", "--out", str(REPO / "solutions")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2 and "outside the repository" in result.stderr
 
 
@@ -50,8 +55,23 @@ def test_the_command_refuses_to_write_executed_copies_into_the_repo():
 def test_the_command_runs_a_course_notebook(tmp_path, assignment):
     if not (REPO / "solutions" / assignment).exists():
         pytest.fail(f"solutions/{assignment} is missing")
-    result = subprocess.run([sys.executable, "-m", "course_lib.dev.run_notebooks", assignment, "-p", "QUICK", "True",
-                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "course_lib.dev.run_notebooks",
+            assignment,
+            "-p",
+            "QUICK",
+            "True",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["parameters"] == {"QUICK": True}

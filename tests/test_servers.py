@@ -21,8 +21,9 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), http.server.Sim
 def test_a_server_that_logs_more_than_a_pipe_holds_still_comes_up_and_its_log_is_kept(tmp_path):
     port = free_port()
     log = tmp_path / "chatty.log"
-    with running_server([sys.executable, "-c", CHATTY_SERVER, str(port)], log, url=f"http://127.0.0.1:{port}/",
-                        timeout=30, cwd=tmp_path) as server:
+    with running_server(
+        [sys.executable, "-c", CHATTY_SERVER, str(port)], log, url=f"http://127.0.0.1:{port}/", timeout=30, cwd=tmp_path
+    ) as server:
         assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
         assert "serving" in server.tail(5) and "GET / HTTP/1.1" in server.tail(5)
     assert server.process.returncode is not None
@@ -33,8 +34,9 @@ def test_a_server_that_exits_fails_the_test_with_its_exit_code_and_log_tail(tmp_
     command = [sys.executable, "-c", "import sys; print('config file not found: x.conf'); sys.exit(3)"]
     with (
         pytest.raises(pytest.fail.Exception) as info,
-        running_server(command, tmp_path / "dying.log", url=f"http://127.0.0.1:{free_port()}/", timeout=30,
-                       name="dying server"),
+        running_server(
+            command, tmp_path / "dying.log", url=f"http://127.0.0.1:{free_port()}/", timeout=30, name="dying server"
+        ),
     ):
         pass
     message = str(info.value)
@@ -47,8 +49,9 @@ def test_a_server_that_never_answers_fails_after_the_timeout_and_is_stopped(tmp_
     started = time.monotonic()
     with (
         pytest.raises(pytest.fail.Exception) as info,
-        running_server(command, tmp_path / "stuck.log", url=f"http://127.0.0.1:{port}/", timeout=2,
-                       name="stuck server"),
+        running_server(
+            command, tmp_path / "stuck.log", url=f"http://127.0.0.1:{port}/", timeout=2, name="stuck server"
+        ),
     ):
         pass
     message = str(info.value)
@@ -65,7 +68,7 @@ def test_the_start_server_fixture_stops_the_whole_process_group(start_server, tm
     # A shell that starts a child and waits, as `make` does: stopping it must stop the child too.
     pid_file = tmp_path / "child.pid"
     child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
-    server = start_server(["sh", "-c", f"{sys.executable} -c \"{child}\" & wait"], name="sh")
+    server = start_server(["sh", "-c", f'{sys.executable} -c "{child}" & wait'], name="sh")
     deadline = time.monotonic() + 30
     while not pid_file.exists() or not pid_file.read_text():
         assert time.monotonic() < deadline and server.process.poll() is None, server.tail()

@@ -54,8 +54,13 @@ model_config_list {{
   config {{ name: 'multi' base_path: '{root / "multi"}' model_platform: 'tensorflow' }}
 }}
 """)
-    handle = serve(model_config_file=config, use_real_server=False, log_path=root / "server.log",
-                   extra_flags=[f"--max_request_bytes={MAX_REQUEST_BYTES}"], timeout=180)
+    handle = serve(
+        model_config_file=config,
+        use_real_server=False,
+        log_path=root / "server.log",
+        extra_flags=[f"--max_request_bytes={MAX_REQUEST_BYTES}"],
+        timeout=180,
+    )
     yield handle
     handle.stop()
 
@@ -79,14 +84,17 @@ def post(server, path: str, body) -> requests.Response:
 
 # ----- REST: status and metadata ---------------------------------------------------------------------
 
+
 def test_status_lists_every_served_version_newest_first(server):
     response = requests.get(server.rest_url + "/v1/models/clf", timeout=10)
     assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
     ok = {"error_code": "OK", "error_message": ""}
-    assert response.json() == {"model_version_status": [
-        {"version": "2", "state": "AVAILABLE", "status": ok},
-        {"version": "1", "state": "AVAILABLE", "status": ok},
-    ]}
+    assert response.json() == {
+        "model_version_status": [
+            {"version": "2", "state": "AVAILABLE", "status": ok},
+            {"version": "1", "state": "AVAILABLE", "status": ok},
+        ]
+    }
 
 
 @pytest.mark.parametrize("path, version", [("/versions/1", "1"), ("/labels/canary", "2"), ("/labels/stable", "1")])
@@ -110,13 +118,16 @@ def test_metadata_has_model_spec_and_signature_defs(rest):
 
 # ----- REST: predict, classify, regress ------------------------------------------------------------
 
+
 def test_row_format_predict_uses_the_latest_version(rest):
     body = rest.predict(instances=X.tolist())
     np.testing.assert_allclose(body["predictions"], expected_probabilities(X, 2.0), rtol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs, scale", [({"version": 1}, 1.0), ({"label": "stable"}, 1.0),
-                                           ({"label": "canary"}, 2.0), ({"version": 2}, 2.0)])
+@pytest.mark.parametrize(
+    "kwargs, scale",
+    [({"version": 1}, 1.0), ({"label": "stable"}, 1.0), ({"label": "canary"}, 2.0), ({"version": 2}, 2.0)],
+)
 def test_versions_and_labels_choose_the_model(rest, kwargs, scale):
     body = rest.predict(instances=X, **kwargs)
     np.testing.assert_allclose(body["predictions"], expected_probabilities(X, scale), rtol=1e-5)
@@ -130,24 +141,39 @@ def test_columnar_predict_answers_with_outputs(rest):
 
 def test_several_outputs_come_back_as_objects_per_instance_with_b64_for_bytes(server):
     raw = b"\x00\xffimage"
-    response = post(server, "/v1/models/multi:predict", {"instances": [
-        {"a": [0.1, 1e6], "b": [1, 2, 3], "text": {"b64": base64.b64encode(raw).decode()}},
-        {"a": [1.5, 2], "b": [0, 0, -1], "text": "bob"},
-    ]})
+    response = post(
+        server,
+        "/v1/models/multi:predict",
+        {
+            "instances": [
+                {"a": [0.1, 1e6], "b": [1, 2, 3], "text": {"b64": base64.b64encode(raw).decode()}},
+                {"a": [1.5, 2], "b": [0, 0, -1], "text": "bob"},
+            ]
+        },
+    )
     assert response.status_code == 200, response.text
     first, second = response.json()["predictions"]
-    assert first == {"doubled": [0.2, 2000000.0], "echo_bytes": {"b64": base64.b64encode(raw).decode()},
-                     "greeting": "hi \x00\ufffdimage", "length": len(raw), "total": pytest.approx(1e6 + 6.1)}
-    assert second == {"doubled": [3.0, 4.0], "echo_bytes": {"b64": base64.b64encode(b"bob").decode()},
-                      "greeting": "hi bob", "length": 3, "total": 2.5}
+    assert first == {
+        "doubled": [0.2, 2000000.0],
+        "echo_bytes": {"b64": base64.b64encode(raw).decode()},
+        "greeting": "hi \x00\ufffdimage",
+        "length": len(raw),
+        "total": pytest.approx(1e6 + 6.1),
+    }
+    assert second == {
+        "doubled": [3.0, 4.0],
+        "echo_bytes": {"b64": base64.b64encode(b"bob").decode()},
+        "greeting": "hi bob",
+        "length": 3,
+        "total": 2.5,
+    }
     assert "[0.2, 2e+06]" in response.text  # floats written as TF Serving writes them
 
 
 def test_columnar_with_several_outputs_and_a_named_signature(server):
     response = post(server, "/v1/models/multi:predict", {"signature_name": "halve", "inputs": {"a": [[1, 3]]}})
     assert response.json() == {"outputs": [[0.5, 1.5]]}
-    response = post(server, "/v1/models/multi:predict",
-                    {"inputs": {"a": [[1, 2]], "b": [[1, 1, 1]], "text": ["x"]}})
+    response = post(server, "/v1/models/multi:predict", {"inputs": {"a": [[1, 2]], "b": [[1, 1, 1]], "text": ["x"]}})
     assert set(response.json()["outputs"]) == {"doubled", "echo_bytes", "greeting", "length", "total"}
 
 
@@ -173,40 +199,79 @@ def test_regress_with_examples_and_context(rest):
 GOOD_PREDICT = {"instances": [[1, 2, 3, 4]]}
 
 
-@pytest.mark.parametrize("method, path, body, status, message", [
-    ("POST", "/v1/models/nope:predict", GOOD_PREDICT, 404, "Servable not found for request: Latest(nope)"),
-    ("POST", "/v1/models/clf/versions/9:predict", GOOD_PREDICT, 404, "Specific(clf, 9)"),
-    ("POST", "/v1/models/clf/labels/beta:predict", GOOD_PREDICT, 400, "Unrecognized servable version label: beta"),
-    ("GET", "/v1/models/nope", None, 404, "Could not find any versions of model nope"),
-    ("GET", "/v1/models/clf/versions/9", None, 404, "Could not find version 9 of model clf"),
-    ("GET", "/v1/models/nope/metadata", None, 404, "Servable not found"),
-    ("GET", "/v1/models", None, 400, "Missing model name in request."),
-    ("GET", "/v1/models/clf:predict", None, 400, "Malformed request: GET /v1/models/clf:predict"),
-    ("POST", "/v1/models/clf/metadata", GOOD_PREDICT, 400, "Malformed request"),
-    ("PUT", "/v1/models/clf", GOOD_PREDICT, 400, "Malformed request"),
-    ("POST", "/v1/models/clf/versions/HELLO:predict", GOOD_PREDICT, 400, "Malformed request"),
-    ("POST", "/v1/models/clf/versions/99999999999999999999:predict", GOOD_PREDICT, 400, "Failed to convert version"),
-    ("POST", "/v1/models/clf:predict", b"", 400, "JSON Parse error: The document is empty"),
-    ("POST", "/v1/models/clf:predict", b"instances = [1, 2]", 400, "JSON Parse error: Invalid value."),
-    ("POST", "/v1/models/clf:predict", {"instances": [["a", "b", "c", "d"]]}, 400, "is not of expected type: float"),
-    ("POST", "/v1/models/clf:predict", {"instances": [[1, 2, 3]]}, 400, "expects [-1,4]"),
-    ("POST", "/v1/models/clf:predict", {"instances": [[1, 2, 3, 4], [1, 2]]}, 400, "Expecting tensor size"),
-    ("POST", "/v1/models/clf:predict", {"inputs": [[1, 2, [3], 4]]}, 400, "Encountered list at unexpected level"),
-    ("POST", "/v1/models/clf:predict", {"signature_name": "nope", **GOOD_PREDICT}, 400,
-     'Serving signature name: "nope" not found in signature def'),
-    ("POST", "/v1/models/clf:predict", {"signature_name": 5}, 400, "'signature_name' key must be a string"),
-    ("POST", "/v1/models/clf:predict", {"signature_name": "__saved_model_init_op", **GOOD_PREDICT}, 400,
-     "Failed to get input map for signature"),
-    ("POST", "/v1/models/multi:predict", {"instances": [{"a": [1, 2], "b": [1.5, 2, 3], "text": "t"}]}, 400,
-     "is not of expected type: int32"),
-    ("POST", "/v1/models/reg:classify", {"examples": [{"features": [1.0, 2.0, 3.0]}]}, 400,
-     "No classification inputs found"),
-    ("POST", "/v1/models/clf:regress", {"signature_name": "tensorflow/serving/regress", "examples": [{"x": 1.0}]},
-     400, "No signature was found with the name: tensorflow/serving/regress"),
-    ("GET", "/elsewhere", None, 404, "Not found"),
-])
-def test_bad_requests_get_tf_serving_status_codes_and_the_server_stays_up(server, method, path, body, status,
-                                                                            message):
+@pytest.mark.parametrize(
+    "method, path, body, status, message",
+    [
+        ("POST", "/v1/models/nope:predict", GOOD_PREDICT, 404, "Servable not found for request: Latest(nope)"),
+        ("POST", "/v1/models/clf/versions/9:predict", GOOD_PREDICT, 404, "Specific(clf, 9)"),
+        ("POST", "/v1/models/clf/labels/beta:predict", GOOD_PREDICT, 400, "Unrecognized servable version label: beta"),
+        ("GET", "/v1/models/nope", None, 404, "Could not find any versions of model nope"),
+        ("GET", "/v1/models/clf/versions/9", None, 404, "Could not find version 9 of model clf"),
+        ("GET", "/v1/models/nope/metadata", None, 404, "Servable not found"),
+        ("GET", "/v1/models", None, 400, "Missing model name in request."),
+        ("GET", "/v1/models/clf:predict", None, 400, "Malformed request: GET /v1/models/clf:predict"),
+        ("POST", "/v1/models/clf/metadata", GOOD_PREDICT, 400, "Malformed request"),
+        ("PUT", "/v1/models/clf", GOOD_PREDICT, 400, "Malformed request"),
+        ("POST", "/v1/models/clf/versions/HELLO:predict", GOOD_PREDICT, 400, "Malformed request"),
+        (
+            "POST",
+            "/v1/models/clf/versions/99999999999999999999:predict",
+            GOOD_PREDICT,
+            400,
+            "Failed to convert version",
+        ),
+        ("POST", "/v1/models/clf:predict", b"", 400, "JSON Parse error: The document is empty"),
+        ("POST", "/v1/models/clf:predict", b"instances = [1, 2]", 400, "JSON Parse error: Invalid value."),
+        (
+            "POST",
+            "/v1/models/clf:predict",
+            {"instances": [["a", "b", "c", "d"]]},
+            400,
+            "is not of expected type: float",
+        ),
+        ("POST", "/v1/models/clf:predict", {"instances": [[1, 2, 3]]}, 400, "expects [-1,4]"),
+        ("POST", "/v1/models/clf:predict", {"instances": [[1, 2, 3, 4], [1, 2]]}, 400, "Expecting tensor size"),
+        ("POST", "/v1/models/clf:predict", {"inputs": [[1, 2, [3], 4]]}, 400, "Encountered list at unexpected level"),
+        (
+            "POST",
+            "/v1/models/clf:predict",
+            {"signature_name": "nope", **GOOD_PREDICT},
+            400,
+            'Serving signature name: "nope" not found in signature def',
+        ),
+        ("POST", "/v1/models/clf:predict", {"signature_name": 5}, 400, "'signature_name' key must be a string"),
+        (
+            "POST",
+            "/v1/models/clf:predict",
+            {"signature_name": "__saved_model_init_op", **GOOD_PREDICT},
+            400,
+            "Failed to get input map for signature",
+        ),
+        (
+            "POST",
+            "/v1/models/multi:predict",
+            {"instances": [{"a": [1, 2], "b": [1.5, 2, 3], "text": "t"}]},
+            400,
+            "is not of expected type: int32",
+        ),
+        (
+            "POST",
+            "/v1/models/reg:classify",
+            {"examples": [{"features": [1.0, 2.0, 3.0]}]},
+            400,
+            "No classification inputs found",
+        ),
+        (
+            "POST",
+            "/v1/models/clf:regress",
+            {"signature_name": "tensorflow/serving/regress", "examples": [{"x": 1.0}]},
+            400,
+            "No signature was found with the name: tensorflow/serving/regress",
+        ),
+        ("GET", "/elsewhere", None, 404, "Not found"),
+    ],
+)
+def test_bad_requests_get_tf_serving_status_codes_and_the_server_stays_up(server, method, path, body, status, message):
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body))
     response = requests.request(method, server.rest_url + path, data=data, timeout=30)
     assert response.status_code == status
@@ -239,6 +304,7 @@ def test_concurrent_requests_each_get_their_own_answer(rest):
 
 # ----- gRPC ----------------------------------------------------------------------------------------
 
+
 def test_grpc_predict_matches_rest_and_names_the_version(rest, grpc_client):
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -251,15 +317,20 @@ def test_grpc_predict_matches_rest_and_names_the_version(rest, grpc_client):
     stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc_client.channel)
     response = stub.Predict(request, timeout=10)
     assert (response.model_spec.name, response.model_spec.version.value, response.model_spec.signature_name) == (
-        "clf", 2, "serving_default")
+        "clf",
+        2,
+        "serving_default",
+    )
 
 
 def test_grpc_single_array_labels_and_output_filter(grpc_client):
     outputs = grpc_client.predict(X, label="stable")
     np.testing.assert_allclose(outputs["probs"], expected_probabilities(X, 1.0), rtol=1e-5)
-    filtered = grpc_client.predict({"a": np.ones((1, 2), np.float32), "b": np.ones((1, 3), np.int32),
-                                    "text": np.array([b"hey"], object)}, model_name="multi",
-                                   output_filter=["length", "echo_bytes"])
+    filtered = grpc_client.predict(
+        {"a": np.ones((1, 2), np.float32), "b": np.ones((1, 3), np.int32), "text": np.array([b"hey"], object)},
+        model_name="multi",
+        output_filter=["length", "echo_bytes"],
+    )
     assert set(filtered) == {"length", "echo_bytes"}
     assert filtered["length"].tolist() == [3] and filtered["echo_bytes"].tolist() == [b"hey"]
 
@@ -282,24 +353,39 @@ def test_grpc_classify_and_regress_match_rest(rest, grpc_client):
     np.testing.assert_allclose([[s for _, s in row] for row in rows], [[s for _, s in row] for row in rest_rows])
     regressed = grpc_client.regress([{"features": [1.0, 2.0, 3.0]}], model_name="reg")
     assert regressed.model_spec.signature_name == "tensorflow/serving/regress"
-    np.testing.assert_allclose([r.value for r in regressed.result.regressions],
-                               rest.regress([{"features": [1.0, 2.0, 3.0]}], model_name="reg")["results"])
+    np.testing.assert_allclose(
+        [r.value for r in regressed.result.regressions],
+        rest.regress([{"features": [1.0, 2.0, 3.0]}], model_name="reg")["results"],
+    )
 
 
-@pytest.mark.parametrize("call, code, message", [
-    (lambda c: c.predict({"x": X}, model_name="nope"), grpc.StatusCode.NOT_FOUND, "Latest(nope)"),
-    (lambda c: c.predict({"x": X}, version=7), grpc.StatusCode.NOT_FOUND, "Specific(clf, 7)"),
-    (lambda c: c.predict({"x": X.astype(np.float64)}), grpc.StatusCode.INVALID_ARGUMENT, "has dtype double"),
-    (lambda c: c.predict({"x": X[:, :3]}), grpc.StatusCode.INVALID_ARGUMENT, "expects [-1,4]"),
-    (lambda c: c.predict({"x": X}, signature_name="nope"), grpc.StatusCode.FAILED_PRECONDITION,
-     'Serving signature key "nope" not found.'),
-    (lambda c: c.predict({"x": X}, output_filter=["nope"]), grpc.StatusCode.INVALID_ARGUMENT,
-     "output tensor alias not found in signature: nope"),
-    (lambda c: c.predict({"x": X, "y": X}), grpc.StatusCode.INVALID_ARGUMENT, "input size does not match signature"),
-    (lambda c: c.predict({"x": np.zeros((20_000, 4), np.float32)}), grpc.StatusCode.RESOURCE_EXHAUSTED, ""),
-    (lambda c: c.status(version=9), grpc.StatusCode.NOT_FOUND, "Could not find version 9 of model clf"),
-    (lambda c: c.metadata(label="beta"), grpc.StatusCode.INVALID_ARGUMENT, "Unrecognized servable version label"),
-])
+@pytest.mark.parametrize(
+    "call, code, message",
+    [
+        (lambda c: c.predict({"x": X}, model_name="nope"), grpc.StatusCode.NOT_FOUND, "Latest(nope)"),
+        (lambda c: c.predict({"x": X}, version=7), grpc.StatusCode.NOT_FOUND, "Specific(clf, 7)"),
+        (lambda c: c.predict({"x": X.astype(np.float64)}), grpc.StatusCode.INVALID_ARGUMENT, "has dtype double"),
+        (lambda c: c.predict({"x": X[:, :3]}), grpc.StatusCode.INVALID_ARGUMENT, "expects [-1,4]"),
+        (
+            lambda c: c.predict({"x": X}, signature_name="nope"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            'Serving signature key "nope" not found.',
+        ),
+        (
+            lambda c: c.predict({"x": X}, output_filter=["nope"]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "output tensor alias not found in signature: nope",
+        ),
+        (
+            lambda c: c.predict({"x": X, "y": X}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "input size does not match signature",
+        ),
+        (lambda c: c.predict({"x": np.zeros((20_000, 4), np.float32)}), grpc.StatusCode.RESOURCE_EXHAUSTED, ""),
+        (lambda c: c.status(version=9), grpc.StatusCode.NOT_FOUND, "Could not find version 9 of model clf"),
+        (lambda c: c.metadata(label="beta"), grpc.StatusCode.INVALID_ARGUMENT, "Unrecognized servable version label"),
+    ],
+)
 def test_grpc_errors_carry_tf_serving_codes_and_the_server_stays_up(grpc_client, call, code, message):
     with pytest.raises(ServingError) as info:
         call(grpc_client)
@@ -309,11 +395,21 @@ def test_grpc_errors_carry_tf_serving_codes_and_the_server_stays_up(grpc_client,
 
 # ----- the load test tool, bounded, against this server ---------------------------------------------
 
+
 def test_locust_run_is_bounded_by_its_request_cap_and_reads_back_stats(server, tmp_path):
     payload = tmp_path / "payload.json"
     payload.write_text(json.dumps({"instances": [[1, 2, 3, 4]]}))
-    stats = run_locust(protocol="rest", rest_url=server.rest_url, grpc_target=server.grpc_target, payload=payload,
-                       users=2, run_time_s=20, max_requests=40, work_dir=tmp_path, model_name="clf")
+    stats = run_locust(
+        protocol="rest",
+        rest_url=server.rest_url,
+        grpc_target=server.grpc_target,
+        payload=payload,
+        users=2,
+        run_time_s=20,
+        max_requests=40,
+        work_dir=tmp_path,
+        model_name="clf",
+    )
     assert stats["failures"] == 0
     assert 40 <= stats["requests"] <= 42  # the cap stops the run long before its 20 s
 

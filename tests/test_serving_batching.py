@@ -137,8 +137,9 @@ def test_requests_for_different_keys_are_never_mixed(make_batcher):
     batcher = make_batcher(max_batch_size=8, batch_timeout_micros=20_000, num_batch_threads=1)
     runner_a, runner_b = RecordingRunner(), RecordingRunner()
     with busy(batcher):
-        futures = ([batcher.submit("a", runner_a, request(1), 1) for _ in range(3)]
-                   + [batcher.submit("b", runner_b, request(5), 1) for _ in range(2)])
+        futures = [batcher.submit("a", runner_a, request(1), 1) for _ in range(3)] + [
+            batcher.submit("b", runner_b, request(5), 1) for _ in range(2)
+        ]
     assert [answer(f)["y"][0, 0] for f in futures] == [2, 2, 2, 10, 10]
     assert runner_a.batch_sizes == [3] and runner_b.batch_sizes == [2]
 
@@ -182,8 +183,9 @@ def test_outputs_without_the_batch_dimension_are_an_error(make_batcher):
 
 
 def test_batches_are_padded_to_the_next_allowed_size(make_batcher):
-    batcher = make_batcher(max_batch_size=8, batch_timeout_micros=30_000, num_batch_threads=1,
-                           allowed_batch_sizes=(4, 8))
+    batcher = make_batcher(
+        max_batch_size=8, batch_timeout_micros=30_000, num_batch_threads=1, allowed_batch_sizes=(4, 8)
+    )
     runner = RecordingRunner()
     with busy(batcher):
         futures = [batcher.submit("m", runner, request(i), 1) for i in range(3)]

@@ -67,11 +67,11 @@ def test_regress_signature_is_added_for_a_single_number_output(tmp_path):
     assert list(model.signatures["serving_default"].inputs) == ["features"]
     example = example_pb2.Example()
     example.features.feature["features"].float_list.value.extend([1, 2, 3])
-    outputs = model.run(model.signatures[REGRESS_SIGNATURE], {"inputs": np.array([example.SerializeToString()],
-                                                                                   object)}, ("outputs",))
+    outputs = model.run(
+        model.signatures[REGRESS_SIGNATURE], {"inputs": np.array([example.SerializeToString()], object)}, ("outputs",)
+    )
     kernel, bias = regressor_weights()
-    np.testing.assert_allclose(outputs["outputs"], (np.array([[1, 2, 3]], np.float32) @ kernel + bias)[:, 0],
-                               rtol=1e-6)
+    np.testing.assert_allclose(outputs["outputs"], (np.array([[1, 2, 3]], np.float32) @ kernel + bias)[:, 0], rtol=1e-6)
 
 
 def test_export_refuses_to_overwrite_unless_asked(tmp_path):
@@ -81,16 +81,22 @@ def test_export_refuses_to_overwrite_unless_asked(tmp_path):
     export_model(build_classifier(5.0), tmp_path / "clf", 1, overwrite=True)
     model = ServableVersion("clf", 1, tmp_path / "clf" / "1")
     x = np.ones((1, 4), np.float32)
-    np.testing.assert_allclose(model.run(model.signatures["serving_default"], {"x": x}, ("probs",))["probs"],
-                               expected_probabilities(x, 5.0), rtol=1e-5)
+    np.testing.assert_allclose(
+        model.run(model.signatures["serving_default"], {"x": x}, ("probs",))["probs"],
+        expected_probabilities(x, 5.0),
+        rtol=1e-5,
+    )
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"version": -1}, "whole number >= 0"),
-    ({"version": "1"}, "whole number >= 0"),
-    ({"version": 1, "regress": True}, "Cannot add a regress signature"),
-    ({"version": 1, "class_names": ["only", "two"]}, "class_names has 2 names"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"version": -1}, "whole number >= 0"),
+        ({"version": "1"}, "whole number >= 0"),
+        ({"version": 1, "regress": True}, "Cannot add a regress signature"),
+        ({"version": 1, "class_names": ["only", "two"]}, "class_names has 2 names"),
+    ],
+)
 def test_export_rejects_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(CourseError, match=message):
         export_model(build_classifier(), tmp_path / "clf", **kwargs)
@@ -117,8 +123,7 @@ def test_inputs_are_checked_against_the_signature(tmp_path):
 
 def _registry(base, policy: str = "", labels: str = "") -> ModelRegistry:
     config = model_server_config_pb2.ModelServerConfig()
-    text_format.Parse(f"model_config_list {{ config {{ name: 'clf' base_path: '{base}' {policy} {labels} }} }}",
-                      config)
+    text_format.Parse(f"model_config_list {{ config {{ name: 'clf' base_path: '{base}' {policy} {labels} }} }}", config)
     return ModelRegistry(config)
 
 
@@ -141,8 +146,11 @@ def test_registry_specific_policy_and_labels(tmp_path):
     base = tmp_path / "clf"
     for version in (1, 2, 3):
         export_classifier(base, version)
-    registry = _registry(base, "model_version_policy { specific { versions: 1 versions: 2 } }",
-                         "version_labels { key: 'stable' value: 1 } version_labels { key: 'canary' value: 2 }")
+    registry = _registry(
+        base,
+        "model_version_policy { specific { versions: 1 versions: 2 } }",
+        "version_labels { key: 'stable' value: 1 } version_labels { key: 'canary' value: 2 }",
+    )
     registry.poll_once()
     assert registry.resolve("clf").version == 2
     assert registry.resolve("clf", label="stable").version == 1

@@ -53,8 +53,11 @@ class Hammer:
         self.versions: set[int] = set()
         self.calls = 0
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._rest_loop), threading.Thread(target=self._rest_loop),
-                         threading.Thread(target=self._grpc_loop)]
+        self._threads = [
+            threading.Thread(target=self._rest_loop),
+            threading.Thread(target=self._rest_loop),
+            threading.Thread(target=self._grpc_loop),
+        ]
 
     def _rest_loop(self):
         with RestClient(self.rest_url, "clf", timeout=30) as client:
@@ -99,8 +102,9 @@ def running(tmp_path_factory):
     root = tmp_path_factory.mktemp("hot_reload")
     base = root / "clf"
     export_classifier(base, 1)
-    handle = serve("clf", base, file_system_poll_wait_seconds=0.2, use_real_server=False,
-                   log_path=root / "server.log", timeout=180)
+    handle = serve(
+        "clf", base, file_system_poll_wait_seconds=0.2, use_real_server=False, log_path=root / "server.log", timeout=180
+    )
     yield handle, base
     handle.stop()
 
@@ -123,8 +127,10 @@ def test_versions_change_without_restart_and_without_failed_requests(running):
 
     # 2. removing the newest folder unloads it and brings the older one back
     shutil.rmtree(base / "2")
-    wait_until(lambda: states(rest).get("1") == "AVAILABLE" and states(rest).get("2") == "END",
-               what="version 2 unloaded, version 1 reloaded")
+    wait_until(
+        lambda: states(rest).get("1") == "AVAILABLE" and states(rest).get("2") == "END",
+        what="version 2 unloaded, version 1 reloaded",
+    )
     assert served_scale(rest) == 1.0
 
     # 3. a broken version is reported with its error; the server keeps answering from version 1

@@ -31,8 +31,9 @@ def fake_tf_serving(tmp_path, monkeypatch):
     bin_dir.mkdir()
     args_file = tmp_path / "args.txt"
     script = bin_dir / "tensorflow_model_server"
-    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {args_file}\n'
-                      f'exec {sys.executable} -m course_lib.serving "$@"\n')
+    script.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$@" > {args_file}\nexec {sys.executable} -m course_lib.serving "$@"\n'
+    )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return script, args_file
@@ -81,11 +82,17 @@ def test_a_server_that_never_serves_times_out_with_its_log_tail_and_is_stopped(t
         sock.bind(("127.0.0.1", port))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({}, "Give model_name and model_base_path, or model_config_file"),
-    ({"model_name": "m", "model_base_path": "/definitely/not/here"}, "is not a folder"),
-    ({"model_name": "m", "model_base_path": ".", "use_real_server": True}, "tensorflow_model_server is not on PATH"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, "Give model_name and model_base_path, or model_config_file"),
+        ({"model_name": "m", "model_base_path": "/definitely/not/here"}, "is not a folder"),
+        (
+            {"model_name": "m", "model_base_path": ".", "use_real_server": True},
+            "tensorflow_model_server is not on PATH",
+        ),
+    ],
+)
 def test_serve_rejects_bad_arguments_before_starting_anything(kwargs, message, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # no tensorflow_model_server here
     with pytest.raises(CourseError, match=message):

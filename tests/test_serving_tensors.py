@@ -28,8 +28,7 @@ STRING_IN = {"image_bytes": TensorSpecInfo("image_bytes", types_pb2.DT_STRING, (
 
 def predict_inputs(body: dict, specs):
     raw = json.dumps(body).encode()
-    return tensors.predict_inputs_from_json(json.loads(raw), specs,
-                                            body_has_literals=b"true" in raw or b"false" in raw)
+    return tensors.predict_inputs_from_json(json.loads(raw), specs, body_has_literals=b"true" in raw or b"false" in raw)
 
 
 def error_of(call) -> ServingError:
@@ -61,8 +60,7 @@ def test_columnar_format_takes_a_value_or_an_object_of_named_inputs():
 
 def test_b64_values_decode_to_bytes_and_plain_strings_to_utf8():
     payload = b"\x89PNG\x00\xff"
-    arrays, _ = predict_inputs(
-        {"instances": [{"b64": base64.b64encode(payload).decode()}, "caf\u00e9"]}, STRING_IN)
+    arrays, _ = predict_inputs({"instances": [{"b64": base64.b64encode(payload).decode()}, "caf\u00e9"]}, STRING_IN)
     assert arrays["image_bytes"].tolist() == [payload, "caf\u00e9".encode()]
 
 
@@ -72,65 +70,90 @@ def test_nan_and_infinity_tokens_are_accepted_for_floats():
     assert np.isnan(arrays["x"][0, 0]) and arrays["x"][0, 1] == np.inf and arrays["x"][1, 0] == -np.inf
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"instances": [["x", "y"]]}, "is not of expected type: float"),
-    ({"instances": [[1, True]]}, "Type: True is not of expected type: float"),
-    ({"instances": [[1, 2], [3]]}, "Expecting tensor size: 2 but got: 1"),
-    ({"instances": [[1, 2], [[3, 4]]]}, "Expecting"),
-    ({"inputs": [[1, 2], [3]]}, "Encountered list at unexpected size: 1 at level: 1 expected size: 2"),
-    ({"inputs": [[1, [2]]]}, "Encountered list at unexpected level"),
-    ({"inputs": [[1, 2], 3]}, "found at incorrect level: 2"),
-    ({"instances": []}, "No values in 'instances' array"),
-    ({"instances": {"x": 1}}, "Expecting 'instances' to be an list/array"),
-    ({"instances": [[1, 2]], "inputs": [[1, 2]]}, "expecting only one of 'inputs' or 'instances'"),
-    ({"signature_name": "serving_default"}, "Missing 'inputs' or 'instances' key"),
-    ({"instances": [{"x": [1, 2]}, [3, 4]]}, "Expecting object but got list at item 1"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"instances": [["x", "y"]]}, "is not of expected type: float"),
+        ({"instances": [[1, True]]}, "Type: True is not of expected type: float"),
+        ({"instances": [[1, 2], [3]]}, "Expecting tensor size: 2 but got: 1"),
+        ({"instances": [[1, 2], [[3, 4]]]}, "Expecting"),
+        ({"inputs": [[1, 2], [3]]}, "Encountered list at unexpected size: 1 at level: 1 expected size: 2"),
+        ({"inputs": [[1, [2]]]}, "Encountered list at unexpected level"),
+        ({"inputs": [[1, 2], 3]}, "found at incorrect level: 2"),
+        ({"instances": []}, "No values in 'instances' array"),
+        ({"instances": {"x": 1}}, "Expecting 'instances' to be an list/array"),
+        ({"instances": [[1, 2]], "inputs": [[1, 2]]}, "expecting only one of 'inputs' or 'instances'"),
+        ({"signature_name": "serving_default"}, "Missing 'inputs' or 'instances' key"),
+        ({"instances": [{"x": [1, 2]}, [3, 4]]}, "Expecting object but got list at item 1"),
+    ],
+)
 def test_bad_single_input_requests_say_what_is_wrong(body, message):
     assert message in error_of(lambda: predict_inputs(body, FLOAT_X)).message
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"instances": [[1, 2]]}, "instances is a plain list, but expecting list of objects"),
-    ({"instances": [{"a": [1, 2]}]}, "keys must be equal to: a,b"),
-    ({"instances": [{"a": [1, 2], "b": 1, "c": 3}]}, "does not have named input: c"),
-    ({"instances": [{"a": [1, 2], "b": 1.5}]}, "JSON Value: 1.5 Type: Number is not of expected type: int32"),
-    ({"instances": [{"a": [1, 2], "b": 2**40}]}, "out of range for type: int32"),
-    ({"inputs": [[1, 2]]}, "inputs is a plain value/list, but expecting an object"),
-    ({"inputs": {"a": [[1, 2]]}}, "Missing named input: b in 'inputs' object."),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"instances": [[1, 2]]}, "instances is a plain list, but expecting list of objects"),
+        ({"instances": [{"a": [1, 2]}]}, "keys must be equal to: a,b"),
+        ({"instances": [{"a": [1, 2], "b": 1, "c": 3}]}, "does not have named input: c"),
+        ({"instances": [{"a": [1, 2], "b": 1.5}]}, "JSON Value: 1.5 Type: Number is not of expected type: int32"),
+        ({"instances": [{"a": [1, 2], "b": 2**40}]}, "out of range for type: int32"),
+        ({"inputs": [[1, 2]]}, "inputs is a plain value/list, but expecting an object"),
+        ({"inputs": {"a": [[1, 2]]}}, "Missing named input: b in 'inputs' object."),
+    ],
+)
 def test_bad_multi_input_requests_say_what_is_wrong(body, message):
     assert message in error_of(lambda: predict_inputs(body, MULTI)).message
 
 
 def test_malformed_base64_is_rejected():
-    assert "Unable to base64 decode" in error_of(
-        lambda: predict_inputs({"instances": [{"b64": "not base64!"}]}, STRING_IN)).message
-    assert "not formatted correctly for base64" in error_of(
-        lambda: predict_inputs({"inputs": [{"b64": "AA==", "extra": 1}]}, STRING_IN)).message
+    assert (
+        "Unable to base64 decode"
+        in error_of(lambda: predict_inputs({"instances": [{"b64": "not base64!"}]}, STRING_IN)).message
+    )
+    assert (
+        "not formatted correctly for base64"
+        in error_of(lambda: predict_inputs({"inputs": [{"b64": "AA==", "extra": 1}]}, STRING_IN)).message
+    )
 
 
-@pytest.mark.parametrize("body, message", [
-    (b"", "JSON Parse error: The document is empty"),
-    (b"instances = [1, 2]", "JSON Parse error: Invalid value."),
-    (b'{"instances": [1, 2]', "JSON Parse error"),
-    (b"[1, 2]", "Is not object"),
-    (b"\xff\xfe", "JSON Parse error"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b"", "JSON Parse error: The document is empty"),
+        (b"instances = [1, 2]", "JSON Parse error: Invalid value."),
+        (b'{"instances": [1, 2]', "JSON Parse error"),
+        (b"[1, 2]", "Is not object"),
+        (b"\xff\xfe", "JSON Parse error"),
+    ],
+)
 def test_unparseable_bodies_are_invalid_argument(body, message):
     error = error_of(lambda: tensors.parse_json_object(body))
     assert message in error.message and error.http_status == 400
 
 
 def test_signature_name_must_be_a_string():
-    assert "'signature_name' key must be a string value." in error_of(
-        lambda: tensors.signature_name_from_json({"signature_name": 100})).message
+    assert (
+        "'signature_name' key must be a string value."
+        in error_of(lambda: tensors.signature_name_from_json({"signature_name": 100})).message
+    )
 
 
-@pytest.mark.parametrize("value, token", [
-    (0.1, "0.1"), (2.0, "2.0"), (-0.0, "-0.0"), (1e6, "1e+06"), (3e-05, "3e-05"),
-    (1 / 3, "0.333333343"), (np.nan, "NaN"), (np.inf, "Infinity"), (-np.inf, "-Infinity"),
-])
+@pytest.mark.parametrize(
+    "value, token",
+    [
+        (0.1, "0.1"),
+        (2.0, "2.0"),
+        (-0.0, "-0.0"),
+        (1e6, "1e+06"),
+        (3e-05, "3e-05"),
+        (1 / 3, "0.333333343"),
+        (np.nan, "NaN"),
+        (np.inf, "Infinity"),
+        (-np.inf, "-Infinity"),
+    ],
+)
 def test_floats_are_written_like_tf_serving(value, token):
     assert tensors.format_float_tokens(np.array([value], np.float32)) == [token]
 
@@ -149,11 +172,17 @@ def test_doubles_keep_full_precision():
 def test_one_output_is_unnamed_and_several_are_objects_per_row():
     one = json.loads(tensors.predict_response_json({"y": np.array([[1.5], [2]], np.float32)}, tensors.ROW))
     assert one == {"predictions": [[1.5], [2.0]]}
-    two = json.loads(tensors.predict_response_json(
-        {"y": np.array([1.0, 2.0], np.float32), "k": np.array([3, 4], np.int64)}, tensors.ROW))
+    two = json.loads(
+        tensors.predict_response_json(
+            {"y": np.array([1.0, 2.0], np.float32), "k": np.array([3, 4], np.int64)}, tensors.ROW
+        )
+    )
     assert two == {"predictions": [{"k": 3, "y": 1.0}, {"k": 4, "y": 2.0}]}
-    columnar = json.loads(tensors.predict_response_json(
-        {"y": np.array([1.0, 2.0], np.float32), "k": np.array([True, False])}, tensors.COLUMNAR))
+    columnar = json.loads(
+        tensors.predict_response_json(
+            {"y": np.array([1.0, 2.0], np.float32), "k": np.array([True, False])}, tensors.COLUMNAR
+        )
+    )
     assert columnar == {"outputs": {"k": [True, False], "y": [1.0, 2.0]}}
 
 
@@ -165,17 +194,18 @@ def test_bytes_outputs_are_base64_objects_and_strings_stay_text():
 
 def test_row_format_needs_a_common_batch_size():
     outputs = {"a": np.zeros((2, 3), np.float32), "b": np.zeros((3,), np.float32)}
-    assert "inconsistent batch size" in error_of(
-        lambda: tensors.predict_response_json(outputs, tensors.ROW)).message
+    assert "inconsistent batch size" in error_of(lambda: tensors.predict_response_json(outputs, tensors.ROW)).message
     scalar = {"a": np.float32(1)}  # a scalar where an array belongs, on purpose
-    assert "has no shape information" in error_of(
-        lambda: tensors.predict_response_json(scalar, tensors.ROW)  # pyright: ignore[reportArgumentType]
-    ).message
+    assert (
+        "has no shape information"
+        in error_of(
+            lambda: tensors.predict_response_json(scalar, tensors.ROW)  # pyright: ignore[reportArgumentType]
+        ).message
+    )
 
 
 def test_examples_become_tf_examples_with_the_right_feature_kinds():
-    example = tensors.example_from_json(
-        {"f": [1.5, 2.5], "i": 3, "flag": True, "s": "hi", "raw": {"b64": "AP8="}})
+    example = tensors.example_from_json({"f": [1.5, 2.5], "i": 3, "flag": True, "s": "hi", "raw": {"b64": "AP8="}})
     features = example.features.feature
     assert list(features["f"].float_list.value) == [1.5, 2.5]
     assert list(features["i"].int64_list.value) == [3]
@@ -184,15 +214,18 @@ def test_examples_become_tf_examples_with_the_right_feature_kinds():
     assert list(features["raw"].bytes_list.value) == [b"\x00\xff"]
 
 
-@pytest.mark.parametrize("doc, message", [
-    ({"examples": [{"f": [1.5, 2]}]}, "Unexpected element type in feature: f expecting type: float"),
-    ({"examples": [{"f": None}]}, "unexpected JSON type: Null"),
-    ({"examples": [{"f": [[1.0]]}]}, "unexpected JSON type: Array"),
-    ({"examples": [3]}, "Example must be JSON object"),
-    ({"examples": []}, "'examples' value is an empty array"),
-    ({"examples": {"f": 1}}, "Expecting 'examples' value to be an list/array"),
-    ({"context": {"f": 1.0}}, "key 'examples' is expected and was not found"),
-])
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ({"examples": [{"f": [1.5, 2]}]}, "Unexpected element type in feature: f expecting type: float"),
+        ({"examples": [{"f": None}]}, "unexpected JSON type: Null"),
+        ({"examples": [{"f": [[1.0]]}]}, "unexpected JSON type: Array"),
+        ({"examples": [3]}, "Example must be JSON object"),
+        ({"examples": []}, "'examples' value is an empty array"),
+        ({"examples": {"f": 1}}, "Expecting 'examples' value to be an list/array"),
+        ({"context": {"f": 1.0}}, "key 'examples' is expected and was not found"),
+    ],
+)
 def test_bad_examples_are_rejected(doc, message):
     assert message in error_of(lambda: tensors.fill_input_from_json(doc, input_pb2.Input())).message
 

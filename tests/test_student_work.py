@@ -59,7 +59,8 @@ def test_the_manifest_records_exactly_the_committed_student_notebooks():
     shipped = REPO / "notebooks"
     manifest = json.loads((shipped / workspace.MANIFEST).read_text())
     assert manifest == {name: workspace.file_digest(shipped / name) for name in workspace.shipped_files(shipped)}, (
-        "notebooks/.generated.json is stale: run `make notebooks` and commit it")
+        "notebooks/.generated.json is stale: run `make notebooks` and commit it"
+    )
 
 
 def test_first_sync_copies_every_notebook_and_a_second_changes_nothing(course):
@@ -145,11 +146,14 @@ def test_publishing_a_generation_keeps_a_notebook_edited_in_notebooks(course, tm
 
 # --- The README's path in a git clone, with the real commands -------------------------------------
 
+
 def run(*command: str, cwd: Path, timeout: int = 300, **env: str) -> str:
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **env})
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **env}
+    )
     assert result.returncode == 0, (
-        f"{' '.join(command)} exited {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+        f"{' '.join(command)} exited {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    )
     return result.stdout + result.stderr
 
 
@@ -177,8 +181,13 @@ def make_lab_start_and_stop(clone: Path, home: Path) -> str:
 def upstream(tmp_path_factory) -> Path:
     """The course as published: this checkout's files (committed or not) in a git repository of their own."""
     root = tmp_path_factory.mktemp("upstream")
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for name in filter(None, listed):
         if (REPO / name).is_file():
             (root / name).parent.mkdir(parents=True, exist_ok=True)

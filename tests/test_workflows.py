@@ -17,8 +17,9 @@ ACTIONLINT = Path(sys.executable).with_name("actionlint")
 
 def test_workflows_pass_actionlint():
     assert [w.name for w in WORKFLOWS] == ["cpu-tests.yml", "currency.yml", "gpu-notebooks.yml"]
-    result = subprocess.run([str(ACTIONLINT), "-no-color", *map(str, WORKFLOWS)], cwd=ROOT, capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        [str(ACTIONLINT), "-no-color", *map(str, WORKFLOWS)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -26,10 +27,14 @@ def test_actionlint_catches_a_retired_action(tmp_path):
     """The check above can fail: an action on Node 20 (retired September 2026) is reported."""
     workflow = tmp_path / ".github" / "workflows" / "old.yml"
     workflow.parent.mkdir(parents=True)
-    workflow.write_text((ROOT / ".github" / "workflows" / "cpu-tests.yml").read_text()
-                        .replace("actions/checkout@v5", "actions/checkout@v4"))
-    result = subprocess.run([str(ACTIONLINT), "-no-color", str(workflow)], cwd=tmp_path, capture_output=True,
-                            text=True, check=False)
+    workflow.write_text(
+        (ROOT / ".github" / "workflows" / "cpu-tests.yml")
+        .read_text()
+        .replace("actions/checkout@v5", "actions/checkout@v4")
+    )
+    result = subprocess.run(
+        [str(ACTIONLINT), "-no-color", str(workflow)], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 1 and 'runtime "node20" is deprecated' in result.stdout
 
 

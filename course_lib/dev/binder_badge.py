@@ -29,8 +29,10 @@ def github_path(remote_url: str) -> str:
     """OWNER/REPO from a GitHub remote URL (SSH or HTTPS)."""
     match = GITHUB_REMOTE.match(remote_url.strip())
     if not match:
-        raise CourseError(f"{remote_url.strip()!r} is not a GitHub remote: Binder's gh/ badge needs one "
-                          "(git@github.com:OWNER/REPO.git or https://github.com/OWNER/REPO)")
+        raise CourseError(
+            f"{remote_url.strip()!r} is not a GitHub remote: Binder's gh/ badge needs one "
+            "(git@github.com:OWNER/REPO.git or https://github.com/OWNER/REPO)"
+        )
     return f"{match['owner']}/{match['repo']}"
 
 
@@ -49,17 +51,21 @@ def point_badge(readme: str, path: str) -> str:
 
 
 def remote_url(remote: str, repo: Path = REPO_ROOT) -> str:
-    result = subprocess.run(["git", "remote", "get-url", remote], cwd=repo, capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(["git", "remote", "get-url", remote], cwd=repo, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise CourseError(f"no git remote {remote!r} here: push the course to GitHub first "
-                          f"(git remote add {remote} git@github.com:OWNER/REPO.git), then run this again")
+        raise CourseError(
+            f"no git remote {remote!r} here: push the course to GitHub first "
+            f"(git remote add {remote} git@github.com:OWNER/REPO.git), then run this again"
+        )
     return result.stdout.strip()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.dev.binder_badge", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib.dev.binder_badge",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--remote", default="origin")
     parser.add_argument("--readme", type=Path, default=REPO_ROOT / "README.md")
     parser.add_argument("--check", action="store_true", help="exit 1 if the badge still says OWNER/REPO")
@@ -68,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.check:
             path = badge_path(readme)
-            print(f"Binder badge points at {path}" if path != PLACEHOLDER else
-                  "Binder badge still says OWNER/REPO: run `make binder-badge` after pushing to GitHub")
+            print(
+                f"Binder badge points at {path}"
+                if path != PLACEHOLDER
+                else "Binder badge still says OWNER/REPO: run `make binder-badge` after pushing to GitHub"
+            )
             return 0 if path != PLACEHOLDER else 1
         path = github_path(remote_url(args.remote, args.readme.resolve().parent))
         args.readme.write_text(point_badge(readme, path))

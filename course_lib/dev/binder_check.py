@@ -64,9 +64,16 @@ def check_notebook(sandbox: Sandbox, assignment: str, out_dir: Path, parameters:
     run = json.loads(summary_file.read_text())["runs"][0] if summary_file.exists() else {}
     summary_file.unlink(missing_ok=True)
     error = run.get("error", "") or ("" if returncode == 0 else f"runner exited with {returncode}: see {log}")
-    return NotebookFit(assignment, returncode == 0 and bool(run.get("ok")), run.get("seconds"),
-                       run.get("kernel_peak_rss_mib"), _mib(usage), usage.oom_kills, error.strip()[-500:],
-                       memory_warnings(out_dir / f"{assignment}.ipynb"))
+    return NotebookFit(
+        assignment,
+        returncode == 0 and bool(run.get("ok")),
+        run.get("seconds"),
+        run.get("kernel_peak_rss_mib"),
+        _mib(usage),
+        usage.oom_kills,
+        error.strip()[-500:],
+        memory_warnings(out_dir / f"{assignment}.ipynb"),
+    )
 
 
 def memory_warnings(executed: Path) -> list[str]:
@@ -75,8 +82,12 @@ def memory_warnings(executed: Path) -> list[str]:
         return []
     notebook = json.loads(executed.read_text())
     texts = ("".join(output.get("text", "")) for cell in notebook["cells"] for output in cell.get("outputs", []))
-    return [line.removeprefix("WARNING: ") for text in texts for line in text.splitlines()
-            if line.startswith(("WARNING: batch sizes", "WARNING: even batch"))]
+    return [
+        line.removeprefix("WARNING: ")
+        for text in texts
+        for line in text.splitlines()
+        if line.startswith(("WARNING: batch sizes", "WARNING: even batch"))
+    ]
 
 
 def _mib(usage: Usage) -> float | None:
@@ -86,26 +97,55 @@ def _mib(usage: Usage) -> float | None:
 def write_report(out_dir: Path, requested: dict | None, seen: tuple, fits: list[NotebookFit]) -> Path:
     """binder-check.json for machines, binder-check.md for people."""
     cpus, memory = seen
-    (out_dir / "binder-check.json").write_text(json.dumps(
-        {"requested": requested, "seen_by_course_lib": {"cpus": cpus, "memory_bytes": memory},
-         "notebooks": [asdict(fit) | {"fits": fit.fits} for fit in fits]}, indent=2))
+    (out_dir / "binder-check.json").write_text(
+        json.dumps(
+            {
+                "requested": requested,
+                "seen_by_course_lib": {"cpus": cpus, "memory_bytes": memory},
+                "notebooks": [asdict(fit) | {"fits": fit.fits} for fit in fits],
+            },
+            indent=2,
+        )
+    )
     where = "in a cgroup made for the check" if requested else "in this container's own cgroup"
-    lines = [(f"# Notebooks under a memory limit of {f'{memory / 2**30:.2f} GiB' if memory else 'none'} and "
-             f"{f'{cpus:g} CPU' if cpus else 'no CPU quota'} ({where})"), "",
-             ("The limits are the ones course_lib.environment read inside, which the notebooks size threads and "
-             "batches from.")]
+    lines = [
+        (
+            f"# Notebooks under a memory limit of {f'{memory / 2**30:.2f} GiB' if memory else 'none'} and "
+            f"{f'{cpus:g} CPU' if cpus else 'no CPU quota'} ({where})"
+        ),
+        "",
+        (
+            "The limits are the ones course_lib.environment read inside, which the notebooks size threads and "
+            "batches from."
+        ),
+    ]
     if requested and (cpus, memory) != (requested["cpus"], requested["memory_bytes"]):
-        lines += ["", (f"WARNING: the check set {requested}, but course_lib read {seen}: notebooks would not see "
-                      "the container's real limits.")]
-    lines += ["", "| notebook | fits | seconds | kernel peak RSS (MiB) | cgroup peak (MiB) | OOM kills |",
-              "|---|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            (
+                f"WARNING: the check set {requested}, but course_lib read {seen}: notebooks would not see "
+                "the container's real limits."
+            ),
+        ]
+    lines += [
+        "",
+        "| notebook | fits | seconds | kernel peak RSS (MiB) | cgroup peak (MiB) | OOM kills |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for fit in fits:
-        lines.append(f"| {fit.assignment} | {'yes' if fit.fits else 'NO'} | {fit.seconds or '-'} | "
-                     f"{fit.kernel_peak_rss_mib or '-'} | {fit.cgroup_peak_mib or '-'} | {fit.oom_kills} |")
-    lines += ["", ("The cgroup peak includes page cache, which the kernel reclaims before the OOM killer acts, and "
-              "leaves out pages of files that were cached before the check (TensorFlow's libraries are charged to "
-              "whoever read them first); a fresh container is charged for those too, so the kernel's RSS is the "
-              "safer figure.")]
+        lines.append(
+            f"| {fit.assignment} | {'yes' if fit.fits else 'NO'} | {fit.seconds or '-'} | "
+            f"{fit.kernel_peak_rss_mib or '-'} | {fit.cgroup_peak_mib or '-'} | {fit.oom_kills} |"
+        )
+    lines += [
+        "",
+        (
+            "The cgroup peak includes page cache, which the kernel reclaims before the OOM killer acts, and "
+            "leaves out pages of files that were cached before the check (TensorFlow's libraries are charged to "
+            "whoever read them first); a fresh container is charged for those too, so the kernel's RSS is the "
+            "safer figure."
+        ),
+    ]
     lines += [f"\n{fit.assignment}: {fit.error}" for fit in fits if fit.error]
     lines += [f"\n{fit.assignment} left out to fit: {warning}" for fit in fits for warning in fit.memory_warnings]
     path = out_dir / "binder-check.md"
@@ -114,8 +154,11 @@ def write_report(out_dir: Path, requested: dict | None, seen: tuple, fits: list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.dev.binder_check", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib.dev.binder_check",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("assignments", nargs="*", help="notebook ids (default: all)")
     parser.add_argument("--memory-gib", type=float, default=2.0, help="memory limit (Binder: about 2 GB)")
     parser.add_argument("--cpus", type=float, default=1.0, help="CPU quota (Binder: 1)")
@@ -136,9 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         fits = []
         for assignment in args.assignments or assignment_ids():
             fit = check_notebook(sandbox, assignment, out_dir, args.parameter)
-            print(f"{assignment}: {'fits' if fit.fits else 'DOES NOT FIT'} ({fit.seconds or '-'} s, kernel "
-                  f"{fit.kernel_peak_rss_mib or '-'} MiB, cgroup peak {fit.cgroup_peak_mib or '-'} MiB, "
-                  f"{fit.oom_kills} OOM kills)", flush=True)
+            print(
+                f"{assignment}: {'fits' if fit.fits else 'DOES NOT FIT'} ({fit.seconds or '-'} s, kernel "
+                f"{fit.kernel_peak_rss_mib or '-'} MiB, cgroup peak {fit.cgroup_peak_mib or '-'} MiB, "
+                f"{fit.oom_kills} OOM kills)",
+                flush=True,
+            )
             fits.append(fit)
     requested = None if args.in_place else {"cpus": args.cpus, "memory_bytes": memory_bytes}
     report = write_report(out_dir, requested, seen, fits)

@@ -61,20 +61,31 @@ class Sandbox:
         if (root / "cgroup.controllers").exists():
             folder = cgroup_folder(root, paths.get("", "/"))
             return cls(2, folder, folder, owned=False)
-        return cls(1, cgroup_folder(root / "memory", paths.get("memory", "/")),
-                   cgroup_folder(cgroup_v1_cpu_root(root), paths.get("cpu", "/")), owned=False)
+        return cls(
+            1,
+            cgroup_folder(root / "memory", paths.get("memory", "/")),
+            cgroup_folder(cgroup_v1_cpu_root(root), paths.get("cpu", "/")),
+            owned=False,
+        )
 
     @classmethod
-    def create(cls, memory_bytes: int, cpus: float, name: str | None = None, root: Path = CGROUP_ROOT,
-               membership: str | None = None) -> Sandbox:
+    def create(
+        cls,
+        memory_bytes: int,
+        cpus: float,
+        name: str | None = None,
+        root: Path = CGROUP_ROOT,
+        membership: str | None = None,
+    ) -> Sandbox:
         """Make a cgroup with these limits: v1, a child of this process's own; v2, at the top of the tree."""
         if memory_bytes <= 0 or cpus <= 0:
             raise CourseError(f"limits must be positive: memory {memory_bytes} bytes, {cpus} CPUs")
         name = name or f"course-sandbox-{os.getpid()}"
         paths = cgroup_paths(membership)
         try:
-            sandbox = cls._make_v2(root, name) if (root / "cgroup.controllers").exists() \
-                else cls._make_v1(root, paths, name)
+            sandbox = (
+                cls._make_v2(root, name) if (root / "cgroup.controllers").exists() else cls._make_v1(root, paths, name)
+            )
             sandbox._write_limits(memory_bytes, cpus)
         except OSError as error:
             raise CourseError(
@@ -145,8 +156,9 @@ class Sandbox:
 
     def python_json(self, code: str, *args: str) -> Any:
         """Run a Python snippet in a fresh process inside the sandbox; the JSON its last line prints."""
-        probe = subprocess.run([sys.executable, "-c", code, *args], preexec_fn=self.enter, capture_output=True,
-                               text=True, check=False)
+        probe = subprocess.run(
+            [sys.executable, "-c", code, *args], preexec_fn=self.enter, capture_output=True, text=True, check=False
+        )
         if probe.returncode != 0:
             raise CourseError(f"a probe failed inside the cgroup: {probe.stderr.strip()[-500:]}")
         return json.loads(probe.stdout.strip().splitlines()[-1])

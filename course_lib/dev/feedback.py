@@ -50,9 +50,13 @@ class ExplainLostPoints(Preprocessor):
         if not is_test_cell(cell) or score is None or points is None or float(score) >= float(points):
             return cell, resources
         line = f"Scored {float(score):g} of {float(points):g}: {lost_points_reason(cell)}"
-        note = NotebookNode(output_type="display_data", metadata={MARK: {"reason": True}}, data={
-            "text/plain": line,
-            "text/html": f'<p class="course-reason" style="color:#a94442"><b>{html.escape(line)}</b></p>',
-        })
+        note = NotebookNode(
+            output_type="display_data",
+            metadata={MARK: {"reason": True}},
+            data={
+                "text/plain": line,
+                "text/html": f'<p class="course-reason" style="color:#a94442"><b>{html.escape(line)}</b></p>',
+            },
+        )
         cell.outputs = [note, *cell.get("outputs", [])]
         return cell, resources

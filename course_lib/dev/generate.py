@@ -42,11 +42,16 @@ def venv_env() -> dict[str, str]:
     return env
 
 
-
 def nbgrader(args: list[str], course_root: Path) -> subprocess.CompletedProcess:
     """Run an nbgrader command with the repository's config against `course_root`."""
-    command = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course_root}",
-               f"--CourseDirectory.db_url=sqlite:///{course_root / 'gradebook.db'}"]
+    command = [
+        sys.executable,
+        "-m",
+        "nbgrader",
+        *args,
+        f"--CourseDirectory.root={course_root}",
+        f"--CourseDirectory.db_url=sqlite:///{course_root / 'gradebook.db'}",
+    ]
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False, env=venv_env())
 
 
@@ -60,8 +65,11 @@ def generate(out_dir: Path, ids: list[str] | None = None) -> Path:
     with tempfile.TemporaryDirectory(prefix="course-release-") as scratch:
         course = Path(scratch)
         for assignment in ids:
-            shutil.copytree(REPO_ROOT / SOLUTIONS / assignment, course / SOLUTIONS / assignment,
-                            ignore=shutil.ignore_patterns(".*", "__pycache__"))
+            shutil.copytree(
+                REPO_ROOT / SOLUTIONS / assignment,
+                course / SOLUTIONS / assignment,
+                ignore=shutil.ignore_patterns(".*", "__pycache__"),
+            )
         result = nbgrader(["generate_assignment", "*", "--force", "--create"], course)
         if result.returncode != 0:
             raise RuntimeError(f"nbgrader generate_assignment failed:\n{result.stderr[-3000:]}")
@@ -128,8 +136,11 @@ def stale_files(expected_dir: Path, actual_dir: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.dev.generate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib.dev.generate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--check", action="store_true", help="only report whether notebooks/ is stale")
     args = parser.parse_args(argv)
     if not assignment_ids():
@@ -142,11 +153,15 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(stale) or "notebooks/ is up to date")
             return 1 if stale else 0
         report = publish(generated, REPO_ROOT / STUDENT_NOTEBOOKS)
-    print(f"notebooks/: {len(report.written)} file(s) written, {len(report.removed)} removed, "
-          f"the rest already up to date")
+    print(
+        f"notebooks/: {len(report.written)} file(s) written, {len(report.removed)} removed, the rest already up to date"
+    )
     for name in report.kept_edited:
-        print(f"notebooks/{name} was edited by hand, so it was NOT replaced. If this is your work, move it "
-              f"to work/{name} (or anywhere outside notebooks/), then run `make notebooks` again.", file=sys.stderr)
+        print(
+            f"notebooks/{name} was edited by hand, so it was NOT replaced. If this is your work, move it "
+            f"to work/{name} (or anywhere outside notebooks/), then run `make notebooks` again.",
+            file=sys.stderr,
+        )
     return 1 if report.kept_edited else 0
 
 

@@ -24,8 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-PRECISIONS = (("fp32", "float32", False), ("fp32+xla", "float32", True),
-              ("mixed", "mixed_float16", False), ("mixed+xla", "mixed_float16", True))
+PRECISIONS = (
+    ("fp32", "float32", False),
+    ("fp32+xla", "float32", True),
+    ("mixed", "mixed_float16", False),
+    ("mixed+xla", "mixed_float16", True),
+)
 
 
 @dataclass
@@ -53,8 +57,10 @@ def build_model(name: str, input_shape: tuple[int, ...]):
     if name == "resnet50":
         return keras.applications.ResNet50(weights=None, input_shape=input_shape)  # pyright: ignore[reportArgumentType]
     if name == "mobilenetv2":
-        return keras.applications.MobileNetV2(weights=None,  # pyright: ignore[reportArgumentType]
-                                              input_shape=input_shape)
+        return keras.applications.MobileNetV2(
+            weights=None,  # pyright: ignore[reportArgumentType]
+            input_shape=input_shape,
+        )
     inputs = keras.Input(input_shape)
     x = keras.layers.Conv2D(16, 3, activation="relu")(inputs)
     x = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(x)
@@ -67,9 +73,16 @@ def device_section() -> dict:
     from course_lib import environment
 
     report = environment.collect()
-    return {"summary": report.one_line(), "gpus": report.gpus, "driver": report.nvidia_smi or "none",
-            "cpu": report.cpu_model, "cpu_features": [name for name, ok in report.cpu_features.items() if ok],
-            "onednn": report.onednn, "tensorflow": report.tensorflow, "build": report.build}
+    return {
+        "summary": report.one_line(),
+        "gpus": report.gpus,
+        "driver": report.nvidia_smi or "none",
+        "cpu": report.cpu_model,
+        "cpu_features": [name for name, ok in report.cpu_features.items() if ok],
+        "onednn": report.onednn,
+        "tensorflow": report.tensorflow,
+        "build": report.build,
+    }
 
 
 def throughput_section(plan: Plan) -> list[dict]:
@@ -91,9 +104,16 @@ def throughput_section(plan: Plan) -> list[dict]:
                 run(batch).numpy()
                 first_call_ms = (time.perf_counter() - start) * 1000
                 summary = summarize(time_callable(lambda run=run, batch=batch: run(batch), plan.warmup, plan.repeats))
-                rows.append({"precision": label, "batch_size": batch_size, "p50_ms": round(summary.p50_ms, 3),
-                             "p95_ms": round(summary.p95_ms, 3), "first_call_ms": round(first_call_ms, 1),
-                             "images_per_s": round(batch_size / summary.p50_ms * 1000, 1)})
+                rows.append(
+                    {
+                        "precision": label,
+                        "batch_size": batch_size,
+                        "p50_ms": round(summary.p50_ms, 3),
+                        "p95_ms": round(summary.p95_ms, 3),
+                        "first_call_ms": round(first_call_ms, 1),
+                        "images_per_s": round(batch_size / summary.p50_ms * 1000, 1),
+                    }
+                )
         finally:
             keras.mixed_precision.set_global_policy("float32")
     return rows
@@ -129,17 +149,25 @@ def memory_section(plan: Plan) -> list[dict]:
         eager_measured = None if eager.bytes is None else resident + eager.bytes
         estimated = estimate.inference_bytes
         lecture_mb = lecture_rule(model, batch_size, plan.input_shape)["total_mb"]
-        rows.append({
-            "device": device, "method": compiled.method, "batch_size": batch_size,
-            "estimate_mib": round(estimated / 2**20, 1), "lecture_rule_mib": round(lecture_mb, 1),
-            "measured_peak_mib": None if measured is None else round(measured / 2**20, 1),
-            "estimate_error_pct": None if not measured else round(100 * (estimated - measured) / measured, 1),
-            "lecture_error_pct": None if not measured else round(100 * (lecture_mb * 2**20 - measured) / measured, 1),
-            "eager_estimate_mib": round(estimate.eager_inference_bytes / 2**20, 1),
-            "eager_measured_peak_mib": None if eager_measured is None else round(eager_measured / 2**20, 1),
-            "eager_error_pct": None if not eager_measured else round(
-                100 * (estimate.eager_inference_bytes - eager_measured) / eager_measured, 1),
-        })
+        rows.append(
+            {
+                "device": device,
+                "method": compiled.method,
+                "batch_size": batch_size,
+                "estimate_mib": round(estimated / 2**20, 1),
+                "lecture_rule_mib": round(lecture_mb, 1),
+                "measured_peak_mib": None if measured is None else round(measured / 2**20, 1),
+                "estimate_error_pct": None if not measured else round(100 * (estimated - measured) / measured, 1),
+                "lecture_error_pct": None
+                if not measured
+                else round(100 * (lecture_mb * 2**20 - measured) / measured, 1),
+                "eager_estimate_mib": round(estimate.eager_inference_bytes / 2**20, 1),
+                "eager_measured_peak_mib": None if eager_measured is None else round(eager_measured / 2**20, 1),
+                "eager_error_pct": None
+                if not eager_measured
+                else round(100 * (estimate.eager_inference_bytes - eager_measured) / eager_measured, 1),
+            }
+        )
     return rows
 
 
@@ -152,12 +180,18 @@ def tflite_section(plan: Plan, workdir: Path) -> list[dict]:
     sample = rng.uniform(0, 1, (16, *plan.input_shape)).astype(np.float32)
     reference = np.asarray(model(sample, training=False)).argmax(axis=-1)
     rows = []
-    for row in formats.compare(model, sample, formats=("keras", "tflite", "tflite-dynamic", "tflite-int8"),
-                               workdir=workdir):
+    for row in formats.compare(
+        model, sample, formats=("keras", "tflite", "tflite-dynamic", "tflite-int8"), workdir=workdir
+    ):
         predicted = formats.load(row.path, row.format)(sample).argmax(axis=-1)
-        rows.append({"format": row.format, "size_mib": round(row.size_bytes / 2**20, 2),
-                     "max_abs_diff": float(f"{row.max_abs_diff:.3g}"),
-                     "top1_agreement": float(np.mean(predicted == reference))})
+        rows.append(
+            {
+                "format": row.format,
+                "size_mib": round(row.size_bytes / 2**20, 2),
+                "max_abs_diff": float(f"{row.max_abs_diff:.3g}"),
+                "top1_agreement": float(np.mean(predicted == reference)),
+            }
+        )
     return rows
 
 
@@ -166,27 +200,46 @@ def markdown(report: dict) -> str:
         if not rows:
             return ["(none)"]
         keys = list(rows[0])
-        return (["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-                + ["| " + " | ".join("-" if r[k] is None else str(r[k]) for k in keys) + " |" for r in rows])
+        return ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)] + [
+            "| " + " | ".join("-" if r[k] is None else str(r[k]) for k in keys) + " |" for r in rows
+        ]
 
     device = report["device"]
-    lines = [f"# Course performance report ({'dry run, CPU sizes' if report['dry_run'] else 'full run'})", "",
-             f"- Device: {device['summary']}", f"- NVIDIA driver: {device['driver']}",
-             (f"- CPU: {device['cpu']} ({', '.join(device['cpu_features']) or 'no listed features'}); "
-             f"oneDNN {'on' if device['onednn'] else 'off' if device['onednn'] is False else 'unknown'}"),
-             (f"- Measured: {report['measured_at']}; model `{report['plan']['model']}`, "
-             f"input {tuple(report['plan']['input_shape'])}, random weights"), "",
-             "## Inference throughput (compiled function, input on device)", *table(report["throughput"]), "",
-             "## Memory: estimate vs measured peak (weights + input + peak activations; eager: every activation)",
-             *table(report["memory"]), "",
-             "## TFLite: size and agreement with the float model", *table(report["tflite"]), "",
-             "## Notebooks", *table(report["notebooks"])]
+    lines = [
+        f"# Course performance report ({'dry run, CPU sizes' if report['dry_run'] else 'full run'})",
+        "",
+        f"- Device: {device['summary']}",
+        f"- NVIDIA driver: {device['driver']}",
+        (
+            f"- CPU: {device['cpu']} ({', '.join(device['cpu_features']) or 'no listed features'}); "
+            f"oneDNN {'on' if device['onednn'] else 'off' if device['onednn'] is False else 'unknown'}"
+        ),
+        (
+            f"- Measured: {report['measured_at']}; model `{report['plan']['model']}`, "
+            f"input {tuple(report['plan']['input_shape'])}, random weights"
+        ),
+        "",
+        "## Inference throughput (compiled function, input on device)",
+        *table(report["throughput"]),
+        "",
+        "## Memory: estimate vs measured peak (weights + input + peak activations; eager: every activation)",
+        *table(report["memory"]),
+        "",
+        "## TFLite: size and agreement with the float model",
+        *table(report["tflite"]),
+        "",
+        "## Notebooks",
+        *table(report["notebooks"]),
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.dev.gpu_report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib.dev.gpu_report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: a temp dir)")
     parser.add_argument("--dry-run", action="store_true", help="small sizes on CPU, same report format")
     parser.add_argument("--skip-notebooks", action="store_true", help="measure only, run no notebook")
@@ -194,8 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     plan = DRY_RUN if args.dry_run else FULL
     out = args.out or Path(tempfile.mkdtemp(prefix="course-report-"))
     out.mkdir(parents=True, exist_ok=True)
-    report = {"dry_run": args.dry_run, "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "plan": plan.__dict__, "device": device_section()}
+    report = {
+        "dry_run": args.dry_run,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "plan": plan.__dict__,
+        "device": device_section(),
+    }
     print(report["device"]["summary"], flush=True)
     report["throughput"] = throughput_section(plan)
     report["memory"] = memory_section(plan)
@@ -210,9 +267,15 @@ def main(argv: list[str] | None = None) -> int:
         executed.mkdir(exist_ok=True)
         for assignment in assignment_ids():
             run = run_notebook(assignment, executed, {"QUICK": args.dry_run})
-            report["notebooks"].append({"notebook": assignment, "ok": run.ok, "seconds": run.seconds,
-                                        "kernel_peak_rss_mib": run.kernel_peak_rss_mib,
-                                        "error": run.error.splitlines()[-1] if run.error else ""})
+            report["notebooks"].append(
+                {
+                    "notebook": assignment,
+                    "ok": run.ok,
+                    "seconds": run.seconds,
+                    "kernel_peak_rss_mib": run.kernel_peak_rss_mib,
+                    "error": run.error.splitlines()[-1] if run.error else "",
+                }
+            )
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
     (out / "report.md").write_text(markdown(report))
     print(f"report: {out / 'report.md'}")

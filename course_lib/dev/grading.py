@@ -73,15 +73,19 @@ def exercises(notebook: nbformat.NotebookNode) -> list[Exercise]:
     return found
 
 
-def fill_answers(student: nbformat.NotebookNode, solution: nbformat.NotebookNode,
-                 skip: Collection[str] = frozenset()) -> nbformat.NotebookNode:
+def fill_answers(
+    student: nbformat.NotebookNode, solution: nbformat.NotebookNode, skip: Collection[str] = frozenset()
+) -> nbformat.NotebookNode:
     """A student notebook with the solution's answers pasted in, except the answer cells in `skip`.
 
     This is how a student who solved every exercise but some would hand it in: the partial
     submissions of the tests are built from it, so their expected score is known exactly.
     """
-    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution.cells
-               if c.metadata.get("nbgrader", {}).get("solution")}
+    answers = {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in solution.cells
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
     filled = nbformat.from_dict(json.loads(nbformat.writes(student)))
     if not isinstance(filled, nbformat.NotebookNode):  # from_dict turns a dict into a NotebookNode
         raise TypeError(f"expected a notebook, got {type(filled).__name__}")
@@ -102,8 +106,9 @@ class CourseDirectory:
         for assignment in assignments:
             target = self.root / SOLUTIONS / assignment
             if not target.exists():
-                shutil.copytree(sources / assignment, target,
-                                ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+                shutil.copytree(
+                    sources / assignment, target, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
+                )
 
     def run(self, *args: str) -> None:
         result = nbgrader(list(args), self.root)
@@ -160,8 +165,9 @@ class CourseDirectory:
                 try:
                     notebook = gradebook.find_submission_notebook(assignment, assignment, student)
                 except MissingEntry:
-                    results[student] = GradeResult(student, None, 0.0, graded=False,
-                                                   reason="not graded: see the autograde log")
+                    results[student] = GradeResult(
+                        student, None, 0.0, graded=False, reason="not graded: see the autograde log"
+                    )
                     continue
                 results[student] = GradeResult(
                     student=student,

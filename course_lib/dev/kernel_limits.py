@@ -74,8 +74,10 @@ def main() -> None:
     if sys.argv[1:2] == ["install"]:
         print(f"installed kernelspec {install()}")
         return
-    apply_limits(int(os.environ.get("COURSE_GRADING_MEMORY_MB", DEFAULT_MEMORY_MB)),
-                 int(os.environ.get("COURSE_GRADING_CPU_SECONDS", DEFAULT_CPU_SECONDS)))
+    apply_limits(
+        int(os.environ.get("COURSE_GRADING_MEMORY_MB", DEFAULT_MEMORY_MB)),
+        int(os.environ.get("COURSE_GRADING_CPU_SECONDS", DEFAULT_CPU_SECONDS)),
+    )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if validating():
         sys.argv.append("--IPKernelApp.outstream_class=course_lib.dev.kernel_limits.StderrAsStdout")

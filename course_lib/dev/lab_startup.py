@@ -37,16 +37,30 @@ def start_lab_and_stop(checkout: Path, venv: Path, home: Path, timeout: float = 
     with log.open("wb") as out:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             # -o: the venv is built already; never rebuild it (with another checkout's files) from here.
-            ["make", "-C", str(checkout), "-o", str(venv / ".course-installed"), "lab", f"VENV={venv}",
-             f"PORT={port}", f"TOKEN={token}"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            env={**os.environ, "HOME": str(home), "JUPYTER_RUNTIME_DIR": str(home / "runtime")})
+            [
+                "make",
+                "-C",
+                str(checkout),
+                "-o",
+                str(venv / ".course-installed"),
+                "lab",
+                f"VENV={venv}",
+                f"PORT={port}",
+                f"TOKEN={token}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "HOME": str(home), "JUPYTER_RUNTIME_DIR": str(home / "runtime")},
+        )
     served = None
     try:
         while time.monotonic() - started < timeout and process.poll() is None:
             try:
-                if requests.get(f"http://127.0.0.1:{port}/api/status",
-                                headers={"Authorization": f"token {token}"}, timeout=2).ok:
+                if requests.get(
+                    f"http://127.0.0.1:{port}/api/status", headers={"Authorization": f"token {token}"}, timeout=2
+                ).ok:
                     served = time.monotonic() - started
                     break
             except requests.ConnectionError:
@@ -62,14 +76,19 @@ def start_lab_and_stop(checkout: Path, venv: Path, home: Path, timeout: float = 
             process.wait()
     output = log.read_text(errors="replace")
     if served is None:
-        raise RuntimeError(f"make lab did not serve JupyterLab within {timeout:g} s "
-                           f"(exit {process.returncode}); last lines of {log}:\n{read_log_tail(log, 40)}")
+        raise RuntimeError(
+            f"make lab did not serve JupyterLab within {timeout:g} s "
+            f"(exit {process.returncode}); last lines of {log}:\n{read_log_tail(log, 40)}"
+        )
     return served, output
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.dev.lab_startup", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib.dev.lab_startup",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--checkout", type=Path, default=course_root())
     parser.add_argument("--venv", type=Path, default=Path(sys.prefix))
@@ -80,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             elapsed, _ = start_lab_and_stop(args.checkout.resolve(), args.venv.resolve(), Path(home))
             seconds.append(elapsed)
             print(f"run {run}: JupyterLab served {elapsed:.2f} s after `make lab`", flush=True)
-    print(f"median {statistics.median(seconds):.2f} s, max {max(seconds):.2f} s over {len(seconds)} runs "
-          f"on {os.cpu_count()} CPUs")
+    print(
+        f"median {statistics.median(seconds):.2f} s, max {max(seconds):.2f} s over {len(seconds)} runs "
+        f"on {os.cpu_count()} CPUs"
+    )
     return 0
 
 

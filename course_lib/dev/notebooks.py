@@ -28,7 +28,9 @@ VOLATILE_CELL_METADATA = ("execution", "collapsed", "scrolled", "ExecuteTime")
 def course_notebooks(root: Path = REPO_ROOT) -> list[Path]:
     """Every solution and student notebook of the course, sorted."""
     return sorted(
-        p for folder in ("solutions", "notebooks") for p in (root / folder).glob("*/*.ipynb")
+        p
+        for folder in ("solutions", "notebooks")
+        for p in (root / folder).glob("*/*.ipynb")
         if ".ipynb_checkpoints" not in p.parts
     )
 
@@ -85,8 +87,9 @@ def refresh_references(path: Path, kernel_name: str = KERNEL_NAME, timeout: int 
     nb = nbformat.read(path, as_version=4)
     executed = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory() as workdir:
-        NotebookClient(executed, kernel_name=kernel_name, timeout=timeout,
-                       resources={"metadata": {"path": workdir}}).execute()
+        NotebookClient(
+            executed, kernel_name=kernel_name, timeout=timeout, resources={"metadata": {"path": workdir}}
+        ).execute()
     count = 0
     for cell, ran in zip(nb.cells, executed.cells, strict=True):
         if is_reference_cell(cell):
@@ -98,8 +101,11 @@ def refresh_references(path: Path, kernel_name: str = KERNEL_NAME, timeout: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.dev.notebooks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib.dev.notebooks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=["strip", "refresh", "check"])
     parser.add_argument("notebooks", nargs="*", type=Path)
     args = parser.parse_args(argv)

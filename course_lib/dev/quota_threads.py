@@ -45,8 +45,11 @@ def measure(sandbox: Sandbox, size: int, repeats: int, sized: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.dev.quota_threads", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib.dev.quota_threads",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--cpus", type=float, default=1.0, help="CPU quota of the cgroup")
     parser.add_argument("--size", type=int, default=1024, help="matrix size")
     parser.add_argument("--repeats", type=int, default=60, help="timed calls per run")
@@ -60,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.size}x{args.size} matmul, {args.repeats} calls, in a cgroup with a {args.cpus:g}-CPU quota")
         for sized in (False, True):
             row = measure(sandbox, args.size, args.repeats, sized)
-            print(f"  threads {row['threads']!s:>7}: p50 {row['p50_ms']:7.2f} ms, p95 {row['p95_ms']:7.2f} ms, "
-                  f"max {row['max_ms']:7.2f} ms")
+            print(
+                f"  threads {row['threads']!s:>7}: p50 {row['p50_ms']:7.2f} ms, p95 {row['p95_ms']:7.2f} ms, "
+                f"max {row['max_ms']:7.2f} ms"
+            )
     return 0
 
 

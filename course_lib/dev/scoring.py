@@ -57,9 +57,11 @@ def stderr_note(text: str) -> NotebookNode:
     lines = _as_terminal_shows(text).splitlines()
     if len(lines) > MAX_LINES:
         lines = [f"... ({len(lines) - MAX_LINES} earlier lines left out)", *lines[-MAX_LINES:]]
-    return NotebookNode(output_type="display_data",
-                        data={"text/plain": STDERR_HEADER + "\n".join(lines)},
-                        metadata={MARK: {"stderr": True}})
+    return NotebookNode(
+        output_type="display_data",
+        data={"text/plain": STDERR_HEADER + "\n".join(lines)},
+        metadata={MARK: {"stderr": True}},
+    )
 
 
 def set_aside_stderr(notebook: NotebookNode) -> NotebookNode:
@@ -90,15 +92,20 @@ class SetAsideStderr(NbGraderPreprocessor):
 def autograde_preprocessors(default: list) -> list:
     """nbgrader's autograde pipeline with SetAsideStderr in the place of IgnorePattern."""
     if IgnorePattern not in default:
-        raise RuntimeError("nbgrader's autograde pipeline has no IgnorePattern any more: "
-                           "put SetAsideStderr right after Execute in nbgrader_config.py")
+        raise RuntimeError(
+            "nbgrader's autograde pipeline has no IgnorePattern any more: "
+            "put SetAsideStderr right after Execute in nbgrader_config.py"
+        )
     return [SetAsideStderr if step is IgnorePattern else step for step in default]
 
 
 def set_aside_texts(cell: NotebookNode) -> str:
     """The stderr text set aside in a cell (without the header), '' when there was none."""
-    return "".join(o["data"]["text/plain"].removeprefix(STDERR_HEADER) for o in cell.get("outputs", [])
-                   if o.get("metadata", {}).get(MARK, {}).get("stderr"))
+    return "".join(
+        o["data"]["text/plain"].removeprefix(STDERR_HEADER)
+        for o in cell.get("outputs", [])
+        if o.get("metadata", {}).get(MARK, {}).get("stderr")
+    )
 
 
 def _first_line(text: str) -> str:

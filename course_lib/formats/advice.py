@@ -51,7 +51,14 @@ _TARGET_ALIASES = {
 
 
 TARGETS: tuple[str, ...] = (
-    "mobile", "edge", "microcontroller", "accelerator", "tf-serving", "other-language", "python", "legacy",
+    "mobile",
+    "edge",
+    "microcontroller",
+    "accelerator",
+    "tf-serving",
+    "other-language",
+    "python",
+    "legacy",
 )
 
 
@@ -82,10 +89,13 @@ def choose_format(target: str, *, has_representative_data: bool = False) -> Form
             return FormatChoice(TFLITE_INT8, "smallest and fastest on phone/edge CPUs; calibrate on real samples")
         return FormatChoice(TFLITE_DYNAMIC, "about 4x smaller than float32 with no calibration data needed")
     if key in ("tf-serving", "other-language"):
-        return FormatChoice(SAVEDMODEL, "a language-neutral graph + weights that TF Serving, C++, Java, Go "
-                                        "and the TF.js converter read without Python code")
+        return FormatChoice(
+            SAVEDMODEL,
+            "a language-neutral graph + weights that TF Serving, C++, Java, Go "
+            "and the TF.js converter read without Python code",
+        )
     if key == "python":
-        return FormatChoice(KERAS, "the Keras 3 native file keeps architecture, weights and optimizer "
-                                   "state to resume training")
+        return FormatChoice(
+            KERAS, "the Keras 3 native file keeps architecture, weights and optimizer state to resume training"
+        )
     return FormatChoice(H5, "legacy HDF5 only for tools and code that cannot read .keras or SavedModel")
-

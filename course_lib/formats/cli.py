@@ -36,10 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import platform
 
-    parser = argparse.ArgumentParser(prog="python -m course_lib.formats", description=main.__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="MobileNetV2",
-                        help=f"'tiny' or a Keras Application: {', '.join(models.APPLICATIONS)}")
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib.formats",
+        description=main.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model", default="MobileNetV2", help=f"'tiny' or a Keras Application: {', '.join(models.APPLICATIONS)}"
+    )
     parser.add_argument("--formats", nargs="+", default=list(ALL_FORMATS), help="subset of the formats")
     parser.add_argument("--workdir", type=Path, help="keep the files here (default: a deleted temp dir)")
     args = parser.parse_args(list(argv) if argv is not None else None)
@@ -60,9 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs")
     spread = float(np.ptp(np.asarray(model(batch, training=False))))
     if spread < 1e-6:
-        print(f"note: the model's output is constant over these inputs (spread {spread:.1e}; random weights?): "
-              "the max abs diff column cannot reveal drift here")
+        print(
+            f"note: the model's output is constant over these inputs (spread {spread:.1e}; random weights?): "
+            "the max abs diff column cannot reveal drift here"
+        )
     print()
     print(format_table(rows))
     return 0
-

@@ -112,4 +112,3 @@ def plot_sizes(rows: Sequence[FormatResult], ax: Any = None) -> Any:
     if created:
         ax.figure.tight_layout()
     return ax
-

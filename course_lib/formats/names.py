@@ -150,4 +150,3 @@ def describe_content(path: Path) -> str:
     if path.is_dir():
         return "it is a directory without saved_model.pb"
     return "its content is not a model file (corrupt, truncated or another file type)"
-

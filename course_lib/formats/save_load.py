@@ -70,8 +70,12 @@ def _quiet() -> Iterator[io.StringIO]:
     try:
         for logger in loggers:
             logger.setLevel(logging.ERROR)
-        with wurlitzer.pipes(stdout=captured, stderr=wurlitzer.STDOUT), warnings.catch_warnings(), \
-                contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+        with (
+            wurlitzer.pipes(stdout=captured, stderr=wurlitzer.STDOUT),
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(captured),
+            contextlib.redirect_stderr(captured),
+        ):
             warnings.simplefilter("ignore")
             yield captured
     finally:
@@ -230,7 +234,7 @@ def _load_savedmodel(path: Path) -> Predictor:
             f"the SavedModel at {path} has {len(input_specs)} inputs and {len(output_names)} outputs; "
             "this predictor handles one of each: call loaded.signatures['serving_default'] yourself"
         )
-    (input_name, spec), = input_specs.items()
+    ((input_name, spec),) = input_specs.items()
     output_name = output_names[0]
 
     def predict(inputs: np.ndarray) -> np.ndarray:
@@ -332,5 +336,3 @@ def load(path: str | os.PathLike[str], fmt: str | None = None) -> Predictor:
             f"could not load {path} as {expected} ({first_line(error)}); the file may be corrupt or "
             "need custom objects: re-save it, or load it with the library that wrote it"
         ) from error
-
-

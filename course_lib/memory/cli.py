@@ -24,8 +24,10 @@ def _measure(model: Any, input_shape: tuple[int, ...], batch_size: int) -> dict[
     batch = np.zeros((batch_size, *input_shape), dtype=np.float32)
     compiled = tf.function(lambda x: model(x, training=False))
     results: dict[str, PeakMeasurement] = {}
-    for label, run in (("function", lambda: compiled(tf.constant(batch))),
-                       ("eager", lambda: model(tf.constant(batch), training=False))):
+    for label, run in (
+        ("function", lambda: compiled(tf.constant(batch))),
+        ("eager", lambda: model(tf.constant(batch), training=False)),
+    ):
         run()
         results[label] = measure_peak(run, device=device)
     return results
@@ -55,9 +57,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except CourseError as error:
             parser.exit(2, f"error: {error}\n")
         lecture = lecture_rule(model, batch_size, input_shape)
-        cells = [str(batch_size), f"{lecture['total_mb']:.1f}", f"{estimate.inference_bytes / MIB:.1f}",
-                 f"{estimate.activations_peak_inference_bytes / MIB:.1f}",
-                 f"{estimate.activations_total_bytes / MIB:.1f}", f"{estimate.training_bytes / MIB:.1f}"]
+        cells = [
+            str(batch_size),
+            f"{lecture['total_mb']:.1f}",
+            f"{estimate.inference_bytes / MIB:.1f}",
+            f"{estimate.activations_peak_inference_bytes / MIB:.1f}",
+            f"{estimate.activations_total_bytes / MIB:.1f}",
+            f"{estimate.training_bytes / MIB:.1f}",
+        ]
         if args.measure:
             measured = _measure(model, input_shape, batch_size)
             cells += ["n/a" if m.bytes is None else f"{m.bytes / MIB:.1f}" for m in measured.values()]
@@ -67,4 +74,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"measured as {method}")
     print(estimate.summary())
     return 0
-

@@ -101,8 +101,13 @@ class MemoryEstimate:
     @property
     def training_bytes(self) -> int:
         """Weights, gradients, optimizer slots, the input batch and every activation."""
-        return (self.param_bytes + self.gradient_bytes + self.optimizer_slot_bytes + self.input_bytes
-                + self.activations_total_bytes)
+        return (
+            self.param_bytes
+            + self.gradient_bytes
+            + self.optimizer_slot_bytes
+            + self.input_bytes
+            + self.activations_total_bytes
+        )
 
     @property
     def recommended_inference_bytes(self) -> int:
@@ -134,8 +139,10 @@ class MemoryEstimate:
         """A readable multi-line summary in MiB."""
         dtypes = ", ".join(f"{d}: {b / MIB:.2f} MiB" for d, b in self.param_bytes_by_dtype.items())
         lines = [
-            (f"{self.model_name} at batch size {self.batch_size}: {self.param_count:,} parameters "
-            f"({self.trainable_param_count:,} trainable; {dtypes})")
+            (
+                f"{self.model_name} at batch size {self.batch_size}: {self.param_count:,} parameters "
+                f"({self.trainable_param_count:,} trainable; {dtypes})"
+            )
         ]
         lines += [f"  {label:<38} {mib:>13,.3f} MiB" for label, mib in self.to_rows()]
         lines.append(f"  headroom x{self.headroom} + {self.runtime_overhead_bytes / MIB:.0f} MiB runtime overhead")
@@ -211,8 +218,9 @@ def _execution_order(inputs: Sequence[Any], outputs: Sequence[Any]) -> list[Any]
             order.append(node)
             continue
         stack.append((node, True))
-        stack.extend((_node_of(tensor), False) for tensor in reversed(node.input_tensors)
-                     if id(tensor) not in input_ids)
+        stack.extend(
+            (_node_of(tensor), False) for tensor in reversed(node.input_tensors) if id(tensor) not in input_ids
+        )
     return order
 
 
@@ -287,8 +295,11 @@ def _profile(model: Any, batch_size: int, activation_dtype: str | None, prefix: 
                 inner_total = inner.total_bytes - inner.output_bytes + out_bytes
                 layers.extend(inner.layers)
                 notes.extend(inner.notes)
-        layers.append(LayerActivation(f"{prefix}{operation.name}", type(operation).__name__,
-                                      tuple(s for s, _ in shaped), out_bytes))
+        layers.append(
+            LayerActivation(
+                f"{prefix}{operation.name}", type(operation).__name__, tuple(s for s, _ in shaped), out_bytes
+            )
+        )
         total += inner_total
         peak = max(peak, live + out_bytes + inner_extra)
         live += out_bytes
@@ -305,8 +316,9 @@ def _profile(model: Any, batch_size: int, activation_dtype: str | None, prefix: 
     return _Profile(input_bytes, output_bytes, total, peak, layers, notes)
 
 
-def activation_bytes_by_layer(model: Any, batch_size: int,
-                              activation_dtype: str | None = None) -> list[LayerActivation]:
+def activation_bytes_by_layer(
+    model: Any, batch_size: int, activation_dtype: str | None = None
+) -> list[LayerActivation]:
     """Each layer call's output shapes and bytes at `batch_size`, nested models flattened, in run order."""
     check_batch_size(batch_size)
     return _profile(model, batch_size, activation_dtype).layers
@@ -397,5 +409,3 @@ def lecture_rule(model: Any, batch_size: int, input_shape: Sequence[int]) -> dic
         "total_mb": total_mb,
         "recommended_gpu_gb": total_mb / 1024 * 1.5,
     }
-
-

@@ -50,19 +50,25 @@ def fit_batch_sizes(
         check_batch_size(size)
     available = cgroups.memory_left_bytes() if available_bytes is None else int(available_bytes)
     estimates = {size: estimate_memory(model, size, input_shape, headroom=headroom) for size in sizes}
-    needed = {size: math.ceil((estimate.eager_inference_bytes if eager else estimate.inference_bytes) * headroom)
-              for size, estimate in estimates.items()}
+    needed = {
+        size: math.ceil((estimate.eager_inference_bytes if eager else estimate.inference_bytes) * headroom)
+        for size, estimate in estimates.items()
+    }
     kept = tuple(size for size in sizes if needed[size] <= available) or (sizes[0],)
     dropped = [size for size in sizes if size not in kept]
     left = f"{available / MIB:,.0f} MiB left"
     what = f"{model.name} called eagerly" if eager else model.name
     if dropped:
-        print(f"WARNING: batch sizes {dropped} left out: {what} would need "
-              f"{', '.join(f'{needed[s] / MIB:,.1f}' for s in dropped)} MiB, {left}. "
-              "Run on a machine with more memory (or a GPU) to measure them.")
+        print(
+            f"WARNING: batch sizes {dropped} left out: {what} would need "
+            f"{', '.join(f'{needed[s] / MIB:,.1f}' for s in dropped)} MiB, {left}. "
+            "Run on a machine with more memory (or a GPU) to measure them."
+        )
     if needed[kept[0]] > available:
-        print(f"WARNING: even batch {kept[0]} needs {needed[kept[0]] / MIB:,.1f} MiB, {left}: "
-              "the kernel may be killed. Restart the kernel to free memory, or use a smaller model.")
+        print(
+            f"WARNING: even batch {kept[0]} needs {needed[kept[0]] / MIB:,.1f} MiB, {left}: "
+            "the kernel may be killed. Restart the kernel to free memory, or use a smaller model."
+        )
     elif not dropped:
         print(f"batch sizes {list(kept)} fit: {what} needs at most {needed[kept[-1]] / MIB:,.1f} MiB, {left}")
     return kept
@@ -72,4 +78,3 @@ def gpu_for(estimate: MemoryEstimate, gpus: Mapping[str, int] = COMMON_GPUS, tra
     """The GPUs (name -> memory bytes) whose memory holds the recommended amount, smallest first."""
     needed = estimate.recommended_training_bytes if training else estimate.recommended_inference_bytes
     return [name for name, size in sorted(gpus.items(), key=lambda item: item[1]) if size >= needed]
-

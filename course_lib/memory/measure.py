@@ -71,10 +71,12 @@ def _reset_rss_peak() -> str | None:
     return None
 
 
-RSS_NOTE = ("TensorFlow's CPU allocator keeps no statistics without oneDNN, so this is the growth of the "
-            "process's resident memory (Linux VmHWM), what a container's memory limit counts: pages, not "
-            "tensors, so tensors of many MiB read a little above their size (malloc's arenas, kernels' "
-            "buffers) and small ones can read below it (they reuse pages malloc already holds)")
+RSS_NOTE = (
+    "TensorFlow's CPU allocator keeps no statistics without oneDNN, so this is the growth of the "
+    "process's resident memory (Linux VmHWM), what a container's memory limit counts: pages, not "
+    "tensors, so tensors of many MiB read a little above their size (malloc's arenas, kernels' "
+    "buffers) and small ones can read below it (they reuse pages malloc already holds)"
+)
 
 
 def measure_peak(fn: Callable[[], Any], device: str = "GPU:0", include_resident: bool = False) -> PeakMeasurement:
@@ -106,8 +108,13 @@ def measure_peak(fn: Callable[[], Any], device: str = "GPU:0", include_resident:
     name = device_name(device)
     present = [device_name(d.name) for d in tf.config.list_logical_devices()]
     if name not in present:
-        return PeakMeasurement(None, "none", name, f"no device {name} here (devices: {', '.join(present)}); "
-                               "a GPU is needed to measure GPU memory, or pass device='CPU:0'")
+        return PeakMeasurement(
+            None,
+            "none",
+            name,
+            f"no device {name} here (devices: {', '.join(present)}); "
+            "a GPU is needed to measure GPU memory, or pass device='CPU:0'",
+        )
     try:
         tf.config.experimental.reset_memory_stats(name)
         before = tf.config.experimental.get_memory_info(name)["current"]
@@ -116,22 +123,28 @@ def measure_peak(fn: Callable[[], Any], device: str = "GPU:0", include_resident:
             return PeakMeasurement(None, "none", name, f"the allocator of {name} keeps no statistics ({error})")
         why_not = _reset_rss_peak()
         if why_not:
-            return PeakMeasurement(None, "none", name, f"TensorFlow's CPU allocator keeps no statistics "
-                                   f"without oneDNN, and {why_not}")
+            return PeakMeasurement(
+                None, "none", name, f"TensorFlow's CPU allocator keeps no statistics without oneDNN, and {why_not}"
+            )
         before = _proc_status_bytes("VmRSS")
         with tf.device(name):
             materialize(fn())
         peak = _proc_status_bytes("VmHWM")
-        return PeakMeasurement(int(peak if include_resident else max(peak - before, 0)), "process-rss", name,
-                               RSS_NOTE)
+        return PeakMeasurement(int(peak if include_resident else max(peak - before, 0)), "process-rss", name, RSS_NOTE)
     with tf.device(name):
         materialize(fn())
     peak = tf.config.experimental.get_memory_info(name)["peak"]
     if peak == 0:
-        return PeakMeasurement(None, "none", name, f"the allocator of {name} recorded no allocations (with "
-                               "oneDNN, TensorFlow's CPU allocator counts only allocations of 256 KiB or more)")
-    counts = ("TensorFlow's allocator" + (" (oneDNN on: allocations of 256 KiB or more)"
-                                          if name.startswith("CPU") else ""))
+        return PeakMeasurement(
+            None,
+            "none",
+            name,
+            f"the allocator of {name} recorded no allocations (with "
+            "oneDNN, TensorFlow's CPU allocator counts only allocations of 256 KiB or more)",
+        )
+    counts = "TensorFlow's allocator" + (
+        " (oneDNN on: allocations of 256 KiB or more)" if name.startswith("CPU") else ""
+    )
     return PeakMeasurement(int(peak if include_resident else max(peak - before, 0)), "allocator", name, counts)
 
 
@@ -153,4 +166,3 @@ def measured_peak_bytes(
     elif verbose and measurement.method != "allocator":
         print(f"measured_peak_bytes: measured as {measurement.method} on {measurement.device}: {measurement.note}.")
     return measurement.bytes
-

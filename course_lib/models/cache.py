@@ -132,8 +132,9 @@ def download_file(
     level = logger.level
     logger.setLevel("WARNING")  # not "Downloading data from ..." on stderr: nbgrader zeroes cells that write there
     try:
-        pooch.retrieve(url, known_hash, fname=target.name, path=target.parent,
-                       downloader=_downloader(url, progress, timeout))
+        pooch.retrieve(
+            url, known_hash, fname=target.name, path=target.parent, downloader=_downloader(url, progress, timeout)
+        )
     except ValueError as error:
         if algorithm is None or "hash" not in str(error).lower():
             raise CourseError(f"could not download {url}: {error}") from error
@@ -142,8 +143,9 @@ def download_file(
             "expected one; nothing was cached, try again"
         ) from error
     except (requests.RequestException, OSError) as error:
-        raise CourseError(f"could not download {url}: {error}; check the network or copy the file to {target}") \
-            from error
+        raise CourseError(
+            f"could not download {url}: {error}; check the network or copy the file to {target}"
+        ) from error
     finally:
         logger.setLevel(level)
     return target
@@ -184,4 +186,3 @@ def hub_resolve(handle: str) -> Path:
             return Path(hub.resolve(handle))
         except Exception as error:
             raise CourseError(f"TF Hub could not fetch {handle}: {first_line(error)}") from error
-

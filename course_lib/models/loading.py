@@ -84,26 +84,42 @@ def load_pretrained(name: str, *, allow_download: bool = True, fallback: bool = 
     spec = application_spec(name)
     for cached in (saved_weights_cache_path(spec.name), weights_cache_path(spec.name)):
         if cached.is_file():
-            return LoadedModel(_with_weights(spec, cached), "cache", spec.name,
-                               f"{spec.name} with ImageNet weights from the course cache", cached)
+            return LoadedModel(
+                _with_weights(spec, cached),
+                "cache",
+                spec.name,
+                f"{spec.name} with ImageNet weights from the course cache",
+                cached,
+            )
     why = "downloads disabled (allow_download=False)"
     if allow_download:
         if network_reachable(spec.url):
             try:
                 path = download_file(spec.url, weights_cache_path(spec.name), spec.file_hash)
-                return LoadedModel(_with_weights(spec, path), "download", spec.name,
-                                   f"{spec.name} with ImageNet weights, downloaded into the course cache", path)
+                return LoadedModel(
+                    _with_weights(spec, path),
+                    "download",
+                    spec.name,
+                    f"{spec.name} with ImageNet weights, downloaded into the course cache",
+                    path,
+                )
             except CourseError as error:
                 why = str(error)
         else:
             why = f"offline: {urllib.parse.urlsplit(spec.url).hostname} is unreachable"
-    fix = (f"run `python -m course_lib prefetch --only {spec.name}` online, or copy {spec.weights_file} to "
-           f"{keras_weights_dir()}")
+    fix = (
+        f"run `python -m course_lib prefetch --only {spec.name}` online, or copy {spec.weights_file} to "
+        f"{keras_weights_dir()}"
+    )
     if not fallback:
         raise CourseError(f"{spec.name} ImageNet weights are not cached and {why}; {fix}")
     _announce_fallback(spec.name, why, fix)
-    return LoadedModel(_build_application(spec.name, weights=None), "fallback", spec.name,
-                       f"{spec.name} with RANDOM weights (weights=None): {why}")
+    return LoadedModel(
+        _build_application(spec.name, weights=None),
+        "fallback",
+        spec.name,
+        f"{spec.name} with RANDOM weights (weights=None): {why}",
+    )
 
 
 def _with_weights(spec: ApplicationSpec, path: Path) -> Any:
@@ -132,21 +148,28 @@ def load_hub(handle_or_name: str, *, allow_download: bool = True, fallback: bool
     handle = spec.handle if spec else handle_or_name
     label = spec.name if spec else handle
     if Path(handle).exists():
-        return LoadedModel(_load_savedmodel_dir(Path(handle)), "local", label,
-                           f"TF Hub model from local path {handle}", Path(handle))
+        return LoadedModel(
+            _load_savedmodel_dir(Path(handle)), "local", label, f"TF Hub model from local path {handle}", Path(handle)
+        )
     if "://" not in handle:
         raise CourseError(f"{handle!r} is neither a TF Hub URL, a known name ({', '.join(HUB_MODELS)}) nor a path")
     module_dir = hub_module_dir(handle)
     if is_cached_module(module_dir):
-        return LoadedModel(_load_savedmodel_dir(module_dir), "cache", label, f"{label} from the TF Hub cache",
-                           module_dir)
+        return LoadedModel(
+            _load_savedmodel_dir(module_dir), "cache", label, f"{label} from the TF Hub cache", module_dir
+        )
     why = "downloads disabled (allow_download=False)"
     if allow_download:
         if network_reachable(handle):
             try:
                 resolved = hub_resolve(handle)
-                return LoadedModel(_load_savedmodel_dir(resolved), "download", label,
-                                   f"{label} downloaded into the TF Hub cache", resolved)
+                return LoadedModel(
+                    _load_savedmodel_dir(resolved),
+                    "download",
+                    label,
+                    f"{label} downloaded into the TF Hub cache",
+                    resolved,
+                )
             except CourseError as error:
                 why = str(error)
         else:
@@ -155,11 +178,16 @@ def load_hub(handle_or_name: str, *, allow_download: bool = True, fallback: bool
     if spec is None or not fallback:
         raise CourseError(f"TF Hub model {handle} is not cached and {why}; {fix}")
     _announce_fallback(label, why, fix)
-    model = _build_application(spec.fallback_application, weights=None, classes=spec.fallback_classes,
-                               classifier_activation=None)
-    return LoadedModel(model, "fallback", label,
-                       f"{spec.fallback_application}(weights=None, classes={spec.fallback_classes}) standing in "
-                       f"for {handle}: RANDOM weights ({why})")
+    model = _build_application(
+        spec.fallback_application, weights=None, classes=spec.fallback_classes, classifier_activation=None
+    )
+    return LoadedModel(
+        model,
+        "fallback",
+        label,
+        f"{spec.fallback_application}(weights=None, classes={spec.fallback_classes}) standing in "
+        f"for {handle}: RANDOM weights ({why})",
+    )
 
 
 def _load_savedmodel_dir(path: Path) -> Any:
@@ -204,7 +232,6 @@ def _load_savedmodel_as_keras(path: Path) -> Any:
     if len(input_specs) != 1:
         return loaded
     layer = keras.layers.TFSMLayer(str(path), call_endpoint="serve")
-    return keras.Sequential([keras.Input(shape=tuple(input_specs[0].shape[1:]), dtype=input_specs[0].dtype.name),
-                             layer], name=path.name)
-
-
+    return keras.Sequential(
+        [keras.Input(shape=tuple(input_specs[0].shape[1:]), dtype=input_specs[0].dtype.name), layer], name=path.name
+    )

@@ -70,8 +70,9 @@ def prefetch_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="fetch every known model (VGG16 alone is 528 MiB)")
     parser.add_argument("--list", action="store_true", help="show what is cached and where; download nothing")
     parser.add_argument("--cache-dir", type=Path, help="cache folder (default: COURSE_CACHE_DIR or ~/.cache/tf-course)")
-    parser.add_argument("--keras-home", type=Path,
-                        help="where to install imagenet_class_index.json (default: KERAS_HOME or ~/.keras)")
+    parser.add_argument(
+        "--keras-home", type=Path, help="where to install imagenet_class_index.json (default: KERAS_HOME or ~/.keras)"
+    )
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait when probing the network")
     try:
         args = parser.parse_args(list(argv) if argv is not None else None)
@@ -114,8 +115,9 @@ def _run_prefetch(names: Sequence[str], list_only: bool, timeout: float, keras_h
             print(f"FAILED      {error}", flush=True)
     print(f"done in {time.perf_counter() - start:.1f} s")
     if failures:
-        print(f"could not fetch: {', '.join(failures)}. Run again with network access; notebooks fall back to "
-              "random weights (announced) until then.")
+        print(
+            f"could not fetch: {', '.join(failures)}. Run again with network access; notebooks fall back to "
+            "random weights (announced) until then."
+        )
         return 1
     return 0
-

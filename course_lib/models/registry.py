@@ -126,4 +126,3 @@ def preprocess_input(name: str, images: Any) -> Any:
 
     module = importlib.import_module(f"keras.applications.{application_spec(name).preprocess_module}")
     return module.preprocess_input(images)
-

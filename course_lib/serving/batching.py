@@ -60,8 +60,10 @@ class BatchStats:
         return total / self.batches if self.batches else 0.0
 
     def summary(self) -> str:
-        return (f"{self.requests} requests in {self.batches} batches "
-                f"(mean batch size {self.mean_batch_size:.1f}, largest {max(self.sizes, default=0)})")
+        return (
+            f"{self.requests} requests in {self.batches} batches "
+            f"(mean batch size {self.mean_batch_size:.1f}, largest {max(self.sizes, default=0)})"
+        )
 
 
 class Batcher:
@@ -89,8 +91,7 @@ class Batcher:
             if self._closed:
                 raise unavailable("The server is shutting down")
             if self._dispatcher is None:
-                self._dispatcher = threading.Thread(target=self._dispatch_forever, name="batch-dispatcher",
-                                                    daemon=True)
+                self._dispatcher = threading.Thread(target=self._dispatch_forever, name="batch-dispatcher", daemon=True)
                 self._dispatcher.start()
             queue = self._queues.get(key)
             if queue is None:
@@ -102,8 +103,9 @@ class Batcher:
             self._changed.notify()
         return task.future
 
-    def run(self, key: Hashable, runner: BatchRunner, inputs: dict[str, np.ndarray], size: int
-            ) -> dict[str, np.ndarray]:
+    def run(
+        self, key: Hashable, runner: BatchRunner, inputs: dict[str, np.ndarray], size: int
+    ) -> dict[str, np.ndarray]:
         """`submit` and wait: for callers on worker threads."""
         return self.submit(key, runner, inputs, size).result()
 
@@ -209,7 +211,7 @@ class Batcher:
                 if error is not None:
                     task.future.set_exception(error)
                 else:
-                    task.future.set_result({k: v[offset:offset + task.size] for k, v in outputs.items()})
+                    task.future.set_result({k: v[offset : offset + task.size] for k, v in outputs.items()})
                 offset += task.size
         finally:
             self._slots.release()

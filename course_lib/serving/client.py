@@ -65,8 +65,13 @@ def model_path(model_name: str, version: int | None = None, label: str | None = 
 class RestClient:
     """TF Serving's REST API: `status`, `metadata`, `predict`, `classify`, `regress`."""
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8501", model_name: str | None = None,
-                 timeout: float = 30.0, session: requests.Session | None = None):
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8501",
+        model_name: str | None = None,
+        timeout: float = 30.0,
+        session: requests.Session | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         self.model_name = model_name
         self.timeout = timeout
@@ -91,14 +96,21 @@ class RestClient:
         url = self.base_url + path
         data = None if payload is None else json.dumps(payload, default=_json_default).encode("utf-8")
         try:
-            response = self.session.request(method, url, data=data, timeout=self.timeout,
-                                            headers={"Content-Type": "application/json"} if data else None)
+            response = self.session.request(
+                method,
+                url,
+                data=data,
+                timeout=self.timeout,
+                headers={"Content-Type": "application/json"} if data else None,
+            )
         except requests.ConnectionError as exc:
-            raise CourseError(f"Cannot reach the model server at {self.base_url}: is it running, on this port? "
-                              f"({type(exc).__name__})") from None
+            raise CourseError(
+                f"Cannot reach the model server at {self.base_url}: is it running, on this port? ({type(exc).__name__})"
+            ) from None
         except requests.Timeout:
-            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                               f"No answer from {url} within {self.timeout} s") from None
+            raise ServingError(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"No answer from {url} within {self.timeout} s"
+            ) from None
         try:
             body = response.json()
         except ValueError:
@@ -106,24 +118,31 @@ class RestClient:
         if response.status_code != 200:
             message = body.get("error") if isinstance(body, dict) and "error" in body else response.text[:300]
             code = _CODE_BY_HTTP_STATUS.get(response.status_code, grpc.StatusCode.UNKNOWN)
-            raise ServingError(code, f"HTTP {response.status_code} from {method} {path}: {message}",
-                               http_status=response.status_code)
+            raise ServingError(
+                code, f"HTTP {response.status_code} from {method} {path}: {message}", http_status=response.status_code
+            )
         if not isinstance(body, dict):
             raise ServingError(grpc.StatusCode.UNKNOWN, f"{method} {path} answered something that is not JSON")
         return body
 
-    def status(self, model_name: str | None = None, *, version: int | None = None,
-               label: str | None = None) -> dict:
+    def status(self, model_name: str | None = None, *, version: int | None = None, label: str | None = None) -> dict:
         """GET /v1/models/NAME: `{"model_version_status": [...]}`."""
         return self._call("GET", model_path(self._name(model_name), version, label))
 
-    def metadata(self, model_name: str | None = None, *, version: int | None = None,
-                 label: str | None = None) -> dict:
+    def metadata(self, model_name: str | None = None, *, version: int | None = None, label: str | None = None) -> dict:
         """GET /v1/models/NAME/metadata: model_spec and signature_def."""
         return self._call("GET", model_path(self._name(model_name), version, label) + "/metadata")
 
-    def predict(self, instances: Any = None, *, inputs: Any = None, model_name: str | None = None,
-                version: int | None = None, label: str | None = None, signature_name: str | None = None) -> dict:
+    def predict(
+        self,
+        instances: Any = None,
+        *,
+        inputs: Any = None,
+        model_name: str | None = None,
+        version: int | None = None,
+        label: str | None = None,
+        signature_name: str | None = None,
+    ) -> dict:
         """POST :predict with `instances` (row format) or `inputs` (columnar); numpy arrays are fine."""
         if (instances is None) == (inputs is None):
             raise CourseError("Pass exactly one of instances=... (row format) or inputs=... (columnar format)")
@@ -132,9 +151,16 @@ class RestClient:
             payload["signature_name"] = signature_name
         return self._call("POST", model_path(self._name(model_name), version, label) + ":predict", payload)
 
-    def _examples_call(self, verb: str, examples: Sequence[Mapping], context: Mapping | None,
-                       model_name: str | None, version: int | None, label: str | None,
-                       signature_name: str | None) -> dict:
+    def _examples_call(
+        self,
+        verb: str,
+        examples: Sequence[Mapping],
+        context: Mapping | None,
+        model_name: str | None,
+        version: int | None,
+        label: str | None,
+        signature_name: str | None,
+    ) -> dict:
         payload: dict[str, Any] = {"examples": list(examples)}
         if context is not None:
             payload["context"] = context
@@ -142,15 +168,29 @@ class RestClient:
             payload["signature_name"] = signature_name
         return self._call("POST", model_path(self._name(model_name), version, label) + f":{verb}", payload)
 
-    def classify(self, examples: Sequence[Mapping], *, context: Mapping | None = None,
-                 model_name: str | None = None, version: int | None = None, label: str | None = None,
-                 signature_name: str | None = "tensorflow/serving/classify") -> dict:
+    def classify(
+        self,
+        examples: Sequence[Mapping],
+        *,
+        context: Mapping | None = None,
+        model_name: str | None = None,
+        version: int | None = None,
+        label: str | None = None,
+        signature_name: str | None = "tensorflow/serving/classify",
+    ) -> dict:
         """POST :classify: `{"results": [[[label, score], ...], ...]}`."""
         return self._examples_call("classify", examples, context, model_name, version, label, signature_name)
 
-    def regress(self, examples: Sequence[Mapping], *, context: Mapping | None = None,
-                model_name: str | None = None, version: int | None = None, label: str | None = None,
-                signature_name: str | None = "tensorflow/serving/regress") -> dict:
+    def regress(
+        self,
+        examples: Sequence[Mapping],
+        *,
+        context: Mapping | None = None,
+        model_name: str | None = None,
+        version: int | None = None,
+        label: str | None = None,
+        signature_name: str | None = "tensorflow/serving/regress",
+    ) -> dict:
         """POST :regress: `{"results": [value, ...]}`."""
         return self._examples_call("regress", examples, context, model_name, version, label, signature_name)
 
@@ -158,17 +198,25 @@ class RestClient:
 class GrpcClient:
     """TF Serving's gRPC API: `predict` (numpy in, numpy out), `metadata`, `status`, `classify`, `regress`."""
 
-    def __init__(self, target: str = "127.0.0.1:8500", model_name: str | None = None, timeout: float = 30.0,
-                 max_message_bytes: int = 64 * 1024 * 1024):
+    def __init__(
+        self,
+        target: str = "127.0.0.1:8500",
+        model_name: str | None = None,
+        timeout: float = 30.0,
+        max_message_bytes: int = 64 * 1024 * 1024,
+    ):
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
         self.target = target
         self.model_name = model_name
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(target, options=[
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.max_receive_message_length", max_message_bytes),
-        ])
+        self.channel = grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.max_receive_message_length", max_message_bytes),
+            ],
+        )
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
         self._input_names: dict[tuple, list[str]] = {}
@@ -182,8 +230,9 @@ class GrpcClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _spec(self, spec, model_name: str | None, version: int | None, label: str | None,
-              signature_name: str | None = None) -> None:
+    def _spec(
+        self, spec, model_name: str | None, version: int | None, label: str | None, signature_name: str | None = None
+    ) -> None:
         name = model_name or self.model_name
         if not name:
             raise CourseError("No model name: pass model_name=... here or to GrpcClient(...)")
@@ -223,9 +272,17 @@ class GrpcClient:
             raise CourseError(f"The signature has inputs {names}: pass a dict {{name: array}}")
         return names[0]
 
-    def predict(self, inputs: Mapping[str, Any] | Any, *, model_name: str | None = None,
-                version: int | None = None, label: str | None = None, signature_name: str | None = None,
-                output_filter: Sequence[str] = (), timeout: float | None = None) -> dict[str, np.ndarray]:
+    def predict(
+        self,
+        inputs: Mapping[str, Any] | Any,
+        *,
+        model_name: str | None = None,
+        version: int | None = None,
+        label: str | None = None,
+        signature_name: str | None = None,
+        output_filter: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> dict[str, np.ndarray]:
         """Predict: `inputs` is {name: array}, or one array for a single-input signature."""
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
@@ -240,8 +297,14 @@ class GrpcClient:
         response = self._invoke(self.prediction.Predict, request, timeout)
         return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
 
-    def metadata(self, model_name: str | None = None, *, version: int | None = None, label: str | None = None,
-                 timeout: float | None = None):
+    def metadata(
+        self,
+        model_name: str | None = None,
+        *,
+        version: int | None = None,
+        label: str | None = None,
+        timeout: float | None = None,
+    ):
         """GetModelMetadata (signature_def): the GetModelMetadataResponse proto."""
         from tensorflow_serving.apis import get_model_metadata_pb2
 
@@ -249,8 +312,14 @@ class GrpcClient:
         self._spec(request.model_spec, model_name, version, label)
         return self._invoke(self.prediction.GetModelMetadata, request, timeout)
 
-    def status(self, model_name: str | None = None, *, version: int | None = None, label: str | None = None,
-               timeout: float | None = None):
+    def status(
+        self,
+        model_name: str | None = None,
+        *,
+        version: int | None = None,
+        label: str | None = None,
+        timeout: float | None = None,
+    ):
         """GetModelStatus: the GetModelStatusResponse proto."""
         from tensorflow_serving.apis import get_model_status_pb2
 
@@ -269,9 +338,17 @@ class GrpcClient:
         for example in examples:
             target.add().CopyFrom(example_from_json(dict(example)))
 
-    def classify(self, examples: Sequence[Mapping], *, context: Mapping | None = None,
-                 model_name: str | None = None, version: int | None = None, label: str | None = None,
-                 signature_name: str = "tensorflow/serving/classify", timeout: float | None = None):
+    def classify(
+        self,
+        examples: Sequence[Mapping],
+        *,
+        context: Mapping | None = None,
+        model_name: str | None = None,
+        version: int | None = None,
+        label: str | None = None,
+        signature_name: str = "tensorflow/serving/classify",
+        timeout: float | None = None,
+    ):
         """Classify JSON-like examples ({feature: value or list}); returns the ClassificationResponse."""
         from tensorflow_serving.apis import classification_pb2
 
@@ -280,9 +357,17 @@ class GrpcClient:
         self._fill_examples(request, examples, context)
         return self._invoke(self.prediction.Classify, request, timeout)
 
-    def regress(self, examples: Sequence[Mapping], *, context: Mapping | None = None,
-                model_name: str | None = None, version: int | None = None, label: str | None = None,
-                signature_name: str = "tensorflow/serving/regress", timeout: float | None = None):
+    def regress(
+        self,
+        examples: Sequence[Mapping],
+        *,
+        context: Mapping | None = None,
+        model_name: str | None = None,
+        version: int | None = None,
+        label: str | None = None,
+        signature_name: str = "tensorflow/serving/regress",
+        timeout: float | None = None,
+    ):
         """Regress JSON-like examples; returns the RegressionResponse."""
         from tensorflow_serving.apis import regression_pb2
 
@@ -321,8 +406,9 @@ def probe_server(url: str) -> tuple[bool, dict | None, str]:
     return False, None, f"HTTP {response.status_code}: {error}"
 
 
-def wait_for_server(url: str, timeout: float = 30.0, *, model_name: str | None = None,
-                    first_delay: float = 0.05, max_delay: float = 2.0) -> dict | None:
+def wait_for_server(
+    url: str, timeout: float = 30.0, *, model_name: str | None = None, first_delay: float = 0.05, max_delay: float = 2.0
+) -> dict | None:
     """Poll until the server answers, retrying with exponential backoff; CourseError after `timeout`.
 
     `url` is the REST base (`http://127.0.0.1:8501`) or a model status URL. With a model (in the URL
@@ -341,8 +427,10 @@ def wait_for_server(url: str, timeout: float = 30.0, *, model_name: str | None =
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             what = "did not report a loaded model" if _is_status_url(target) else "did not answer"
-            raise CourseError(f"Model server at {target} {what} within {timeout:g} s. Last seen: "
-                              f"{last_seen}. Check that the server is running and read its log.")
+            raise CourseError(
+                f"Model server at {target} {what} within {timeout:g} s. Last seen: "
+                f"{last_seen}. Check that the server is running and read its log."
+            )
         time.sleep(min(delay, remaining))
         delay = min(delay * 2, max_delay)
 

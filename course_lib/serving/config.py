@@ -142,24 +142,46 @@ def build_flag_parser() -> argparse.ArgumentParser:
     add("--model_name", default="default", help="name of the model (with --model_base_path)")
     add("--model_base_path", default="", help="folder holding the model's numbered version folders")
     add("--model_config_file", default="", help="text-protobuf ModelServerConfig (models.config)")
-    add("--model_config_file_poll_wait_seconds", type=float, default=0.0,
-        help="re-read --model_config_file this often (0: read once)")
+    add(
+        "--model_config_file_poll_wait_seconds",
+        type=float,
+        default=0.0,
+        help="re-read --model_config_file this often (0: read once)",
+    )
     add("--model_config_list_root_dir", default="", help="prefix for relative base_path entries")
-    add("--file_system_poll_wait_seconds", type=float, default=1.0,
-        help="look for new or removed versions this often (0: once at start; <0: never)")
+    add(
+        "--file_system_poll_wait_seconds",
+        type=float,
+        default=1.0,
+        help="look for new or removed versions this often (0: once at start; <0: never)",
+    )
     add("--rest_api_timeout_in_ms", type=int, default=30000, help="deadline of one REST request")
     add("--rest_api_enable_cors_support", type=parse_bool, nargs="?", const=True, default=False)
     add("--enable_batching", type=parse_bool, nargs="?", const=True, default=False)
     add("--batching_parameters_file", default="", help="text-protobuf BatchingParameters")
-    add("--allow_version_labels_for_unavailable_models", type=parse_bool, nargs="?", const=True,
-        default=False, help="accepted; this server resolves labels when a request arrives")
+    add(
+        "--allow_version_labels_for_unavailable_models",
+        type=parse_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="accepted; this server resolves labels when a request arrives",
+    )
     add("--saved_model_tags", default="serve", help="comma-separated MetaGraph tags to load")
-    add("--grpc_max_threads", type=int, default=max(32, 4 * (os.cpu_count() or 1)),
-        help="gRPC worker threads (requests in flight at once)")
+    add(
+        "--grpc_max_threads",
+        type=int,
+        default=max(32, 4 * (os.cpu_count() or 1)),
+        help="gRPC worker threads (requests in flight at once)",
+    )
     add("--tensorflow_intra_op_parallelism", type=int, default=0)
     add("--tensorflow_inter_op_parallelism", type=int, default=0)
-    add("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
-        help="largest request body (REST) or message (gRPC) accepted; not a TF Serving flag")
+    add(
+        "--max_request_bytes",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        help="largest request body (REST) or message (gRPC) accepted; not a TF Serving flag",
+    )
     add("--version", action="store_true", help="print the version and exit")
     for name in IGNORED_FLAGS:
         add(f"--{name}", default=None, nargs="?", const="true", help=argparse.SUPPRESS)
@@ -268,8 +290,7 @@ def _batching_message_class():
         ("max_execution_batch_size", 9, ".google.protobuf.Int64Value"),
     ]
     for name, number, type_name in fields:
-        message.field.add(name=name, number=number, type=fd.TYPE_MESSAGE, type_name=type_name,
-                          label=fd.LABEL_OPTIONAL)
+        message.field.add(name=name, number=number, type=fd.TYPE_MESSAGE, type_name=type_name, label=fd.LABEL_OPTIONAL)
     message.field.add(name="allowed_batch_sizes", number=6, type=fd.TYPE_INT64, label=fd.LABEL_REPEATED)
     message.field.add(name="pad_variable_length_inputs", number=7, type=fd.TYPE_BOOL, label=fd.LABEL_OPTIONAL)
     pool.Add(proto)
@@ -291,8 +312,10 @@ def parse_batching_parameters(text: str, source: str = "<text>") -> BatchingOpti
         if params.HasField(unsupported):
             log.info("Batching parameter %s is accepted but not used by this server", unsupported)
     if params.pad_variable_length_inputs:
-        log.info("Batching parameter pad_variable_length_inputs is not supported: requests of "
-                 "different shapes are batched separately")
+        log.info(
+            "Batching parameter pad_variable_length_inputs is not supported: requests of "
+            "different shapes are batched separately"
+        )
 
     def value(name: str, default: int) -> int:
         return getattr(params, name).value if params.HasField(name) else default
@@ -336,8 +359,11 @@ def parse_server_flags(argv: Sequence[str]) -> ServerOptions:
         )
     batching = None
     if args.enable_batching:
-        batching = (load_batching_parameters_file(args.batching_parameters_file)
-                    if args.batching_parameters_file else BatchingOptions())
+        batching = (
+            load_batching_parameters_file(args.batching_parameters_file)
+            if args.batching_parameters_file
+            else BatchingOptions()
+        )
     elif args.batching_parameters_file:
         raise CourseError("--batching_parameters_file is set without --enable_batching=true")
     for port_flag in ("port", "rest_api_port"):

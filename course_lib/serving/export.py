@@ -135,8 +135,11 @@ def export_model(
     features = _feature_spec(specs)
     single = probe[0] if len(probe) == 1 else None
     fits_classify = features is not None and single is not None and single.shape.rank == 2 and single.shape[-1] >= 2
-    fits_regress = features is not None and single is not None and (
-        single.shape.rank == 1 or (single.shape.rank == 2 and single.shape[-1] == 1))
+    fits_regress = (
+        features is not None
+        and single is not None
+        and (single.shape.rank == 1 or (single.shape.rank == 2 and single.shape[-1] == 1))
+    )
     for wanted, fits, kind in ((classify, fits_classify, "classify"), (regress, fits_regress, "regress")):
         if wanted and not fits:
             raise CourseError(
@@ -147,6 +150,7 @@ def export_model(
 
     # Both signatures need every input as a tf.Example feature and a single output (checked above).
     if features is not None and single is not None:
+
         def parse(serialized):
             parsed = tf.io.parse_example(serialized, features)
             return [tf.cast(parsed[name], spec.dtype) for name, spec in zip(features, specs, strict=True)]

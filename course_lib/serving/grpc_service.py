@@ -48,8 +48,9 @@ def tensor_proto_to_array(name: str, proto: tensor_pb2.TensorProto) -> np.ndarra
 def array_to_tensor_proto(value: np.ndarray) -> tensor_pb2.TensorProto:
     """numpy as a TensorProto; numbers go in `tensor_content` (what tf.make_ndarray reads fastest)."""
     if value.dtype.kind in "biuf" and value.dtype.isnative:
-        proto = tensor_pb2.TensorProto(dtype=tf.dtypes.as_dtype(value.dtype).as_datatype_enum,
-                                       tensor_content=np.ascontiguousarray(value).tobytes())
+        proto = tensor_pb2.TensorProto(
+            dtype=tf.dtypes.as_dtype(value.dtype).as_datatype_enum, tensor_content=np.ascontiguousarray(value).tobytes()
+        )
         for size in value.shape:
             proto.tensor_shape.dim.add(size=size)
         return proto

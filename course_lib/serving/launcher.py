@@ -95,8 +95,10 @@ class ServerHandle:
 
     def __repr__(self) -> str:
         state = "running" if self.is_running() else f"exited ({self.process.returncode})"
-        return (f"ServerHandle({self.implementation}, {state}, rest_url={self.rest_url!r}, "
-                f"grpc_target={self.grpc_target!r}, log={str(self.log_path)!r})")
+        return (
+            f"ServerHandle({self.implementation}, {state}, rest_url={self.rest_url!r}, "
+            f"grpc_target={self.grpc_target!r}, log={str(self.log_path)!r})"
+        )
 
 
 @atexit.register
@@ -139,8 +141,10 @@ def serve(
         raise CourseError("Give model_name and model_base_path, or model_config_file")
     base_path = Path(model_base_path).resolve() if model_base_path is not None else None
     if base_path is not None and not base_path.is_dir():
-        raise CourseError(f"model_base_path {base_path} is not a folder: export a version into it first "
-                          "(export_model(model, base_path, version=1))")
+        raise CourseError(
+            f"model_base_path {base_path} is not a folder: export a version into it first "
+            "(export_model(model, base_path, version=1))"
+        )
     real = find_model_server()
     if use_real_server and real is None:
         raise CourseError(f"{REAL_BINARY} is not on PATH: install it, or call serve(..., use_real_server=False)")
@@ -182,8 +186,9 @@ def serve(
     # process starts TensorFlow first takes nearly all of its memory.
     env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=env)
+        process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        )
     connect_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
     handle = ServerHandle(
         process=process,

@@ -53,13 +53,17 @@ class LoadResult:
 
     def row(self) -> str:
         batching = self.batching_parameters if self.batching else "off"
-        return (f"| {self.scenario} | {self.protocol} | {batching} | {self.users} | "
-                f"{self.requests} | {self.failures} | {self.requests_per_s:.0f} | {self.p50_ms:.0f} | "
-                f"{self.p95_ms:.0f} | {self.p99_ms:.0f} | {self.server_batching or '-'} |")
+        return (
+            f"| {self.scenario} | {self.protocol} | {batching} | {self.users} | "
+            f"{self.requests} | {self.failures} | {self.requests_per_s:.0f} | {self.p50_ms:.0f} | "
+            f"{self.p95_ms:.0f} | {self.p99_ms:.0f} | {self.server_batching or '-'} |"
+        )
 
 
-TABLE_HEADER = ("| scenario | protocol | batching | users | requests | failures | req/s | p50 ms | p95 ms | "
-                "p99 ms | server batches |\n|---|---|---|---|---|---|---|---|---|---|---|")
+TABLE_HEADER = (
+    "| scenario | protocol | batching | users | requests | failures | req/s | p50 ms | p95 ms | "
+    "p99 ms | server batches |\n|---|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def build_model(scenario: str, image_model: str = "mobilenet_v2"):
@@ -74,8 +78,11 @@ def build_model(scenario: str, image_model: str = "mobilenet_v2"):
     if scenario == "image":
         if image_model == "mobilenet_v2":
             # Keras documents weights=None (random init); pyright infers `str` from the default "imagenet"
-            return keras.applications.MobileNetV2(weights=None,  # pyright: ignore[reportArgumentType]
-                                                  input_shape=(224, 224, 3), classes=10)
+            return keras.applications.MobileNetV2(
+                weights=None,  # pyright: ignore[reportArgumentType]
+                input_shape=(224, 224, 3),
+                classes=10,
+            )
         inputs = keras.Input((224, 224, 3), name="image")
         x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(inputs)
         x = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(x)
@@ -101,7 +108,7 @@ def write_payload(model_dir: Path, protocol: str, out: Path) -> str:
     from course_lib.serving.servable import ServableVersion
 
     signature = ServableVersion(MODEL_NAME, 1, model_dir).signatures["serving_default"]
-    (name, spec), = signature.inputs.items()
+    ((name, spec),) = signature.inputs.items()
     example = np.random.default_rng(0).random(_example_shape(spec, 1), dtype=np.float32)
     if protocol == "rest":
         out.write_text(json.dumps({"instances": example.round(4).tolist()}))
@@ -115,9 +122,19 @@ def write_payload(model_dir: Path, protocol: str, out: Path) -> str:
     return name
 
 
-def run_locust(*, protocol: str, rest_url: str, grpc_target: str | None, payload: Path, users: int,
-               run_time_s: int, max_requests: int, work_dir: Path, processes: int = 1,
-               model_name: str = MODEL_NAME) -> dict[str, float]:
+def run_locust(
+    *,
+    protocol: str,
+    rest_url: str,
+    grpc_target: str | None,
+    payload: Path,
+    users: int,
+    run_time_s: int,
+    max_requests: int,
+    work_dir: Path,
+    processes: int = 1,
+    model_name: str = MODEL_NAME,
+) -> dict[str, float]:
     """Run locust headless against 127.0.0.1, bounded by time and request count."""
     for address in (rest_url, grpc_target or "127.0.0.1"):
         host = address.split("://", 1)[-1].rsplit(":", 1)[0]
@@ -125,13 +142,39 @@ def run_locust(*, protocol: str, rest_url: str, grpc_target: str | None, payload
             raise CourseError(f"Load tests run against 127.0.0.1 only, not {address}")
     summary = work_dir / f"locust-{protocol}.json"
     summary.unlink(missing_ok=True)
-    env = dict(os.environ, LOADTEST_SUMMARY=str(summary), LOADTEST_PROTOCOL=protocol, LOADTEST_PAYLOAD=str(payload),
-               LOADTEST_PATH=f"/v1/models/{model_name}:predict", LOADTEST_GRPC_TARGET=grpc_target or "",
-               LOADTEST_MAX_REQUESTS=str(max(1, max_requests // processes)), TF_CPP_MIN_LOG_LEVEL="2")
-    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--users", str(users),
-               "--spawn-rate", str(users), "--run-time", f"{run_time_s}s", "--host", rest_url,
-               "--only-summary", "--stop-timeout", "5", "--loglevel", "WARNING",
-               "--exit-code-on-error", "0"]
+    env = dict(
+        os.environ,
+        LOADTEST_SUMMARY=str(summary),
+        LOADTEST_PROTOCOL=protocol,
+        LOADTEST_PAYLOAD=str(payload),
+        LOADTEST_PATH=f"/v1/models/{model_name}:predict",
+        LOADTEST_GRPC_TARGET=grpc_target or "",
+        LOADTEST_MAX_REQUESTS=str(max(1, max_requests // processes)),
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(users),
+        "--run-time",
+        f"{run_time_s}s",
+        "--host",
+        rest_url,
+        "--only-summary",
+        "--stop-timeout",
+        "5",
+        "--loglevel",
+        "WARNING",
+        "--exit-code-on-error",
+        "0",
+    ]
     if processes > 1:
         command += ["--processes", str(processes)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=run_time_s + 120)
@@ -146,51 +189,92 @@ def run_locust(*, protocol: str, rest_url: str, grpc_target: str | None, payload
 
 
 def write_batching_file(path: Path, max_batch_size: int, timeout_micros: int, threads: int) -> Path:
-    path.write_text(f"max_batch_size {{ value: {max_batch_size} }}\n"
-                    f"batch_timeout_micros {{ value: {timeout_micros} }}\n"
-                    f"max_enqueued_batches {{ value: 1000 }}\n"
-                    f"num_batch_threads {{ value: {threads} }}\n")
+    path.write_text(
+        f"max_batch_size {{ value: {max_batch_size} }}\n"
+        f"batch_timeout_micros {{ value: {timeout_micros} }}\n"
+        f"max_enqueued_batches {{ value: 1000 }}\n"
+        f"num_batch_threads {{ value: {threads} }}\n"
+    )
     return path
 
 
-def run_load_test(scenario: str, protocol: str, *, users: int, run_time_s: int, max_requests: int,
-                  batching: bool, max_batch_size: int = 32, batch_timeout_micros: int = 0,
-                  batch_threads: int = 1, image_model: str = "mobilenet_v2", processes: int = 1,
-                  use_real_server: bool | None = None) -> LoadResult:
+def run_load_test(
+    scenario: str,
+    protocol: str,
+    *,
+    users: int,
+    run_time_s: int,
+    max_requests: int,
+    batching: bool,
+    max_batch_size: int = 32,
+    batch_timeout_micros: int = 0,
+    batch_threads: int = 1,
+    image_model: str = "mobilenet_v2",
+    processes: int = 1,
+    use_real_server: bool | None = None,
+) -> LoadResult:
     """Export the scenario's model, serve it, load it with locust, stop it; returns the numbers."""
     from course_lib.serving.export import export_model
     from course_lib.serving.launcher import serve
 
     with tempfile.TemporaryDirectory(prefix="loadtest-") as tmp:
         work = Path(tmp)
-        model_dir = export_model(build_model(scenario, image_model), work / MODEL_NAME, 1,
-                                 classify=False, regress=False)
+        model_dir = export_model(
+            build_model(scenario, image_model), work / MODEL_NAME, 1, classify=False, regress=False
+        )
         payload = work / ("payload.json" if protocol == "rest" else "payload.pb")
         write_payload(model_dir, protocol, payload)
-        batching_file = (write_batching_file(work / "batching.config", max_batch_size, batch_timeout_micros,
-                                             batch_threads) if batching else None)
-        server = serve(MODEL_NAME, work / MODEL_NAME, enable_batching=batching,
-                       batching_parameters_file=batching_file, use_real_server=use_real_server,
-                       log_path=work / "server.log", timeout=180)
+        batching_file = (
+            write_batching_file(work / "batching.config", max_batch_size, batch_timeout_micros, batch_threads)
+            if batching
+            else None
+        )
+        server = serve(
+            MODEL_NAME,
+            work / MODEL_NAME,
+            enable_batching=batching,
+            batching_parameters_file=batching_file,
+            use_real_server=use_real_server,
+            log_path=work / "server.log",
+            timeout=180,
+        )
         try:
-            stats = run_locust(protocol=protocol, rest_url=server.rest_url, grpc_target=server.grpc_target,
-                               payload=payload, users=users, run_time_s=run_time_s, max_requests=max_requests,
-                               work_dir=work, processes=processes)
+            stats = run_locust(
+                protocol=protocol,
+                rest_url=server.rest_url,
+                grpc_target=server.grpc_target,
+                payload=payload,
+                users=users,
+                run_time_s=run_time_s,
+                max_requests=max_requests,
+                work_dir=work,
+                processes=processes,
+            )
         finally:
             server.stop()
         match = re.search(r"Batching: (.+)$", server.log_tail(20), re.MULTILINE)
         label = f"{scenario} ({image_model})" if scenario == "image" else scenario
-        return LoadResult(scenario=label, protocol=protocol, batching=batching, users=users,
-                          requests=int(stats["requests"]), failures=int(stats["failures"]),
-                          requests_per_s=stats["rps"], p50_ms=stats["p50"], p95_ms=stats["p95"],
-                          p99_ms=stats["p99"], max_ms=stats["max"],
-                          server_batching=match.group(1) if match else "",
-                          batching_parameters=f"max {max_batch_size}, {batch_timeout_micros} us, "
-                                              f"{batch_threads} thread{'s' if batch_threads > 1 else ''}")
+        return LoadResult(
+            scenario=label,
+            protocol=protocol,
+            batching=batching,
+            users=users,
+            requests=int(stats["requests"]),
+            failures=int(stats["failures"]),
+            requests_per_s=stats["rps"],
+            p50_ms=stats["p50"],
+            p95_ms=stats["p95"],
+            p99_ms=stats["p99"],
+            max_ms=stats["max"],
+            server_batching=match.group(1) if match else "",
+            batching_parameters=f"max {max_batch_size}, {batch_timeout_micros} us, "
+            f"{batch_threads} thread{'s' if batch_threads > 1 else ''}",
+        )
 
 
-def time_model_batches(scenario: str, image_model: str, batch_sizes: list[int], repeats: int = 5
-                       ) -> list[tuple[int, float]]:
+def time_model_batches(
+    scenario: str, image_model: str, batch_sizes: list[int], repeats: int = 5
+) -> list[tuple[int, float]]:
     """Examples per second of the bare signature function at each batch size (no server, no HTTP).
 
     Server-side batching can only win what the model itself gains from bigger batches, plus the
@@ -204,11 +288,12 @@ def time_model_batches(scenario: str, image_model: str, batch_sizes: list[int], 
     from course_lib.serving.servable import ServableVersion
 
     with tempfile.TemporaryDirectory(prefix="model-timing-") as tmp:
-        path = export_model(build_model(scenario, image_model), Path(tmp) / MODEL_NAME, 1,
-                            classify=False, regress=False)
+        path = export_model(
+            build_model(scenario, image_model), Path(tmp) / MODEL_NAME, 1, classify=False, regress=False
+        )
         model = ServableVersion(MODEL_NAME, 1, path)
         signature = model.signatures["serving_default"]
-        (name, spec), = signature.inputs.items()
+        ((name, spec),) = signature.inputs.items()
         results = []
         for batch in batch_sizes:
             x = np.random.default_rng(0).random(_example_shape(spec, batch), dtype=np.float32)
@@ -247,8 +332,11 @@ SUITE = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.serving.loadtest", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib.serving.loadtest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--scenario", choices=["tiny", "image"], default="tiny")
     parser.add_argument("--protocol", choices=["rest", "grpc"], default="rest")
     parser.add_argument("--users", type=int, default=16)
@@ -262,8 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=1, help="locust processes")
     parser.add_argument("--suite", action="store_true", help="run the benchmark suite of docs/benchmarks.md")
     parser.add_argument("--json-out", type=Path, help="also write the results as JSON here")
-    parser.add_argument("--model-timing", action="store_true",
-                        help="only time the model's signature at batch sizes 1, 8, 32 (no server)")
+    parser.add_argument(
+        "--model-timing",
+        action="store_true",
+        help="only time the model's signature at batch sizes 1, 8, 32 (no server)",
+    )
     args = parser.parse_args(argv)
     if args.model_timing:
         print("| model | batch size | examples/s |\n|---|---|---|")
@@ -273,16 +364,37 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.users < 1 or args.run_time < 1 or args.max_requests < 1:
         parser.error("--users, --run-time and --max-requests must be positive")
-    runs = SUITE if args.suite else [SuiteRun(args.scenario, args.protocol, args.users, args.batching,
-                                              args.image_model, args.max_batch_size, args.batch_threads)]
+    runs = (
+        SUITE
+        if args.suite
+        else [
+            SuiteRun(
+                args.scenario,
+                args.protocol,
+                args.users,
+                args.batching,
+                args.image_model,
+                args.max_batch_size,
+                args.batch_threads,
+            )
+        ]
+    )
     results = []
     print(TABLE_HEADER, flush=True)
     for run in runs:
-        result = run_load_test(run.scenario, run.protocol, users=run.users, run_time_s=args.run_time,
-                               max_requests=args.max_requests, batching=run.batching,
-                               max_batch_size=run.max_batch_size, batch_timeout_micros=args.batch_timeout_micros,
-                               batch_threads=run.batch_threads, image_model=run.image_model,
-                               processes=args.processes)
+        result = run_load_test(
+            run.scenario,
+            run.protocol,
+            users=run.users,
+            run_time_s=args.run_time,
+            max_requests=args.max_requests,
+            batching=run.batching,
+            max_batch_size=run.max_batch_size,
+            batch_timeout_micros=args.batch_timeout_micros,
+            batch_threads=run.batch_threads,
+            image_model=run.image_model,
+            processes=args.processes,
+        )
         results.append(result)
         print(result.row(), flush=True)
     if args.json_out:

@@ -50,9 +50,15 @@ def _write_summary(environment, **_kwargs) -> None:
     if not path or isinstance(environment.runner, WorkerRunner):
         return
     total = environment.stats.total
-    summary = {"requests": total.num_requests, "failures": total.num_failures, "rps": total.total_rps,
-               "p50": total.get_response_time_percentile(0.5), "p95": total.get_response_time_percentile(0.95),
-               "p99": total.get_response_time_percentile(0.99), "max": total.max_response_time}
+    summary = {
+        "requests": total.num_requests,
+        "failures": total.num_failures,
+        "rps": total.total_rps,
+        "p50": total.get_response_time_percentile(0.5),
+        "p95": total.get_response_time_percentile(0.95),
+        "p99": total.get_response_time_percentile(0.99),
+        "max": total.max_response_time,
+    }
     with open(path, "w") as handle:
         json.dump(summary, handle)
 
@@ -75,9 +81,13 @@ class RestPredictUser(FastHttpUser):
     @task
     def predict(self) -> None:
         # locust annotates `data` as str | dict, but its FastHttpSession sends bytes as they are
-        with self.client.post(self.path, data=PAYLOAD,  # pyright: ignore[reportArgumentType]
-                              headers={"Content-Type": "application/json"},
-                              name="REST predict", catch_response=True) as response:
+        with self.client.post(
+            self.path,
+            data=PAYLOAD,  # pyright: ignore[reportArgumentType]
+            headers={"Content-Type": "application/json"},
+            name="REST predict",
+            catch_response=True,
+        ) as response:
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
         _count_and_check_cap(self.environment)
@@ -92,8 +102,9 @@ class GrpcPredictUser(User):
         super().__init__(environment)
         target = os.environ["LOADTEST_GRPC_TARGET"]
         _require_loopback(target)
-        self.channel = grpc.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20),
-                                                              ("grpc.max_receive_message_length", 64 << 20)])
+        self.channel = grpc.insecure_channel(
+            target, options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+        )
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         # a generated proto class, built at import: pyright cannot see it
         self.request = predict_pb2.PredictRequest.FromString(PAYLOAD)  # pyright: ignore[reportAttributeAccessIssue]
@@ -111,6 +122,12 @@ class GrpcPredictUser(User):
         except grpc.RpcError as exc:
             error = exc
         elapsed_ms = (time.perf_counter() - started) * 1000
-        events.request.fire(request_type="grpc", name="gRPC Predict", response_time=elapsed_ms,
-                            response_length=size, exception=error, context={})
+        events.request.fire(
+            request_type="grpc",
+            name="gRPC Predict",
+            response_time=elapsed_ms,
+            response_length=size,
+            exception=error,
+            context={},
+        )
         _count_and_check_cap(self.environment)

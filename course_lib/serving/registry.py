@@ -128,8 +128,11 @@ class ModelRegistry:
         new_configs = {model.name: model for model in config.model_config_list.config}
         with self._lock:
             removed = set(self._configs) - set(new_configs)
-            removed |= {name for name, model in new_configs.items()
-                        if name in self._configs and self._configs[name].base_path != model.base_path}
+            removed |= {
+                name
+                for name, model in new_configs.items()
+                if name in self._configs and self._configs[name].base_path != model.base_path
+            }
             self._configs = dict(new_configs)
             self._labels = {name: dict(model.version_labels) for name, model in new_configs.items()}
             removed_records = {name: self._records.pop(name, {}) for name in removed}
@@ -138,8 +141,9 @@ class ModelRegistry:
         for name, records in removed_records.items():
             for record in records.values():
                 if record.model is not None:
-                    log.info("Model %s was removed from the config or moved: unloading version %s",
-                             name, record.version)
+                    log.info(
+                        "Model %s was removed from the config or moved: unloading version %s", name, record.version
+                    )
 
     def model_names(self) -> list[str]:
         with self._lock:
@@ -157,16 +161,23 @@ class ModelRegistry:
             except Exception:  # one model's trouble must never stop the others or the poller
                 log.exception("Unexpected error while polling model %s", config.name)
 
-    def start_polling(self, interval_seconds: float, config_interval_seconds: float = 0.0,
-                      reload_config: Callable[[], None] | None = None) -> None:
+    def start_polling(
+        self,
+        interval_seconds: float,
+        config_interval_seconds: float = 0.0,
+        reload_config: Callable[[], None] | None = None,
+    ) -> None:
         """Poll in a daemon thread: version folders every `interval_seconds` (TF Serving: 0 means
         only once, at start), and `reload_config()` every `config_interval_seconds` when given."""
         polls = interval_seconds > 0
         reloads = reload_config is not None and config_interval_seconds > 0
         if not polls and not reloads:
             return
-        tick = min(t for t in (interval_seconds if polls else None,
-                               config_interval_seconds if reloads else None) if t is not None)
+        tick = min(
+            t
+            for t in (interval_seconds if polls else None, config_interval_seconds if reloads else None)
+            if t is not None
+        )
 
         def run() -> None:
             next_poll = next_reload = time.monotonic()
@@ -200,29 +211,43 @@ class ModelRegistry:
         base_path = Path(config.base_path)
         on_disk = version_folders(base_path)
         if not on_disk:
-            self._warn_once(("empty", name, str(base_path)),
-                            "File system storage path source: No versions of servable %s found under "
-                            "base path %s. Did you forget to name your leaf directory as an integer "
-                            "(e.g. %s/1/saved_model.pb)?", name, base_path, base_path)
+            self._warn_once(
+                ("empty", name, str(base_path)),
+                "File system storage path source: No versions of servable %s found under "
+                "base path %s. Did you forget to name your leaf directory as an integer "
+                "(e.g. %s/1/saved_model.pb)?",
+                name,
+                base_path,
+                base_path,
+            )
         ready = {}
         for version, path in on_disk.items():
             if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
                 ready[version] = path
             else:
-                self._warn_once(("incomplete", name, version),
-                                "Version folder %s has no saved_model.pb yet; waiting for it", path)
+                self._warn_once(
+                    ("incomplete", name, version), "Version folder %s has no saved_model.pb yet; waiting for it", path
+                )
         wanted = aspired_versions(config.model_version_policy, list(ready))
         if config.model_version_policy.WhichOneof("policy_choice") == "specific":
             missing = set(config.model_version_policy.specific.versions) - set(ready)
             for version in sorted(missing):
-                self._warn_once(("specific", name, version),
-                                "Model %s: version %s is in the specific policy but not on disk under %s",
-                                name, version, base_path)
+                self._warn_once(
+                    ("specific", name, version),
+                    "Model %s: version %s is in the specific policy but not on disk under %s",
+                    name,
+                    version,
+                    base_path,
+                )
         for label, version in config.version_labels.items():
             if version not in wanted:
-                self._warn_once(("label", name, label, version),
-                                "Model %s: label %r points to version %s, which is not being served",
-                                name, label, version)
+                self._warn_once(
+                    ("label", name, label, version),
+                    "Model %s: label %r points to version %s, which is not being served",
+                    name,
+                    label,
+                    version,
+                )
 
         for version in sorted(wanted, reverse=True):
             self._maybe_load(name, version, ready[version])
@@ -230,9 +255,11 @@ class ModelRegistry:
         with self._lock:
             records = self._records.get(name, {})
             any_wanted_available = any(r.state == AVAILABLE for v, r in records.items() if v in wanted)
-            to_unload = [r for v, r in records.items()
-                         if v not in wanted and r.state == AVAILABLE
-                         and (any_wanted_available or not wanted)]
+            to_unload = [
+                r
+                for v, r in records.items()
+                if v not in wanted and r.state == AVAILABLE and (any_wanted_available or not wanted)
+            ]
             for record in to_unload:
                 record.state = UNLOADING
         for record in to_unload:
@@ -266,13 +293,20 @@ class ModelRegistry:
             error = describe_load_error(exc)
             with self._lock:
                 record.state, record.error = END, error
-            log.error("Loading servable version %s failed: %s. The server keeps serving the other "
-                      "versions; fix the folder and it is retried.", _servable_id(name, version), error)
+            log.error(
+                "Loading servable version %s failed: %s. The server keeps serving the other "
+                "versions; fix the folder and it is retried.",
+                _servable_id(name, version),
+                error,
+            )
             return
         with self._lock:
             record.model, record.state, record.error = model, AVAILABLE, None
-        log.info("Successfully loaded servable version %s in %.2f s",
-                 _servable_id(name, version), time.perf_counter() - started)
+        log.info(
+            "Successfully loaded servable version %s in %.2f s",
+            _servable_id(name, version),
+            time.perf_counter() - started,
+        )
 
     # ----- lookups for requests -----------------------------------------------------------------
 
@@ -294,8 +328,9 @@ class ModelRegistry:
                 version = self._version_for_label(name, label)
             records = self._records.get(name, {})
             if version is None:
-                available = {r.version: r.model for r in records.values()
-                             if r.state == AVAILABLE and r.model is not None}
+                available = {
+                    r.version: r.model for r in records.values() if r.state == AVAILABLE and r.model is not None
+                }
                 if not available:
                     raise not_found(f"Servable not found for request: Latest({name})")
                 return available[max(available)]
@@ -304,8 +339,7 @@ class ModelRegistry:
                 raise not_found(f"Servable not found for request: Specific({name}, {version})")
             return record.model
 
-    def version_statuses(self, name: str, version: int | None = None, label: str | None = None
-                         ) -> list[VersionStatus]:
+    def version_statuses(self, name: str, version: int | None = None, label: str | None = None) -> list[VersionStatus]:
         """Status of one or all versions of a model, newest first (GetModelStatus)."""
         with self._lock:
             if label is not None:

@@ -86,26 +86,36 @@ def status_json(response: get_model_status_pb2.GetModelStatusResponse) -> str:
 
 def metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse) -> str:
     """The metadata JSON exactly as TF Serving assembles it (model_spec + unpacked signature_def)."""
-    spec = json_format.MessageToJson(response.model_spec, preserving_proto_field_name=True,
-                                     always_print_fields_with_no_presence=True)
+    spec = json_format.MessageToJson(
+        response.model_spec, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
     signature_defs = get_model_metadata_pb2.SignatureDefMap()
     response.metadata[SIGNATURE_DEF_FIELD].Unpack(signature_defs)
-    defs = json_format.MessageToJson(signature_defs, preserving_proto_field_name=True,
-                                     always_print_fields_with_no_presence=True)
+    defs = json_format.MessageToJson(
+        signature_defs, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
     return '{\n"model_spec":' + spec + ',\n"metadata": {"signature_def": ' + defs + "}\n}\n"
 
 
 class RestApi:
     """aiohttp handlers for /v1/models/... backed by an InferenceService."""
 
-    def __init__(self, service: InferenceService, *, timeout_ms: int = 30000, max_body_bytes: int,
-                 enable_cors: bool = False):
+    def __init__(
+        self, service: InferenceService, *, timeout_ms: int = 30000, max_body_bytes: int, enable_cors: bool = False
+    ):
         self.service = service
         self.timeout_ms = timeout_ms
         self.timeout = timeout_ms / 1000 if timeout_ms > 0 else None
         self.max_body_bytes = max_body_bytes
-        self.cors_headers = ({"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, GET",
-                              "Access-Control-Allow-Headers": "Content-Type"} if enable_cors else None)
+        self.cors_headers = (
+            {
+                "Access-Control-Allow-Origin": "*",
+                "Access-Control-Allow-Methods": "POST, GET",
+                "Access-Control-Allow-Headers": "Content-Type",
+            }
+            if enable_cors
+            else None
+        )
 
     def make_app(self) -> web.Application:
         # aiohttp's own limit is set above ours so that our handler, not aiohttp, words the error
@@ -116,8 +126,9 @@ class RestApi:
     async def handle(self, request: web.Request) -> web.Response:
         path = request.raw_path.split("?", 1)[0]
         if not API_PATH.fullmatch(path):
-            return _json_response(tensors.error_json(f"Not found: {request.method} {path}. The API lives "
-                                                     "under /v1/models/..."), 404)
+            return _json_response(
+                tensors.error_json(f"Not found: {request.method} {path}. The API lives under /v1/models/..."), 404
+            )
         try:
             if request.method == "OPTIONS":
                 return self._preflight(request)
@@ -130,9 +141,10 @@ class RestApi:
                 log.warning("REST %s %s failed: %s", request.method, path, error)
             return _error_response(error, self.cors_headers)
         except TimeoutError:
-            error = ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                 f"Request exceeded the --rest_api_timeout_in_ms deadline of "
-                                 f"{self.timeout_ms} ms")
+            error = ServingError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"Request exceeded the --rest_api_timeout_in_ms deadline of {self.timeout_ms} ms",
+            )
             return _error_response(error, self.cors_headers)
         except Exception as exc:  # last line of defence: answer 500 and keep serving
             log.exception("Unexpected error on REST %s %s", request.method, path)
@@ -190,8 +202,7 @@ class RestApi:
         model = self.service.resolve(spec)
         signature = self.service.predict_signature(model, signature_name, rest=True)
         has_literals = b"true" in body or b"false" in body
-        inputs, request_format = tensors.predict_inputs_from_json(doc, signature.inputs,
-                                                                  body_has_literals=has_literals)
+        inputs, request_format = tensors.predict_inputs_from_json(doc, signature.inputs, body_has_literals=has_literals)
         outputs = await self.service.run(model, signature, inputs, tuple(signature.outputs))
         return tensors.predict_response_json(outputs, request_format)
 

@@ -162,13 +162,13 @@ class ServableVersion:
         except Exception as exc:  # a model may reject zeros; warming up is only an optimisation
             log.debug("Warm-up of %s version %s skipped: %s", self.name, self.version, exc)
 
-    def run(self, signature: Signature, inputs: dict[str, np.ndarray], output_names: tuple[str, ...]
-            ) -> dict[str, np.ndarray]:
+    def run(
+        self, signature: Signature, inputs: dict[str, np.ndarray], output_names: tuple[str, ...]
+    ) -> dict[str, np.ndarray]:
         """Run one signature on checked numpy inputs; returns the requested outputs as numpy."""
         if signature.function is None:
             raise invalid_argument(f"Signature {signature.name!r} cannot be run (it has no function)")
-        tensors = {alias: tf.constant(value, dtype=signature.inputs[alias].dtype)
-                   for alias, value in inputs.items()}
+        tensors = {alias: tf.constant(value, dtype=signature.inputs[alias].dtype) for alias, value in inputs.items()}
         try:
             results = signature.function(**tensors)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as exc:
@@ -182,8 +182,10 @@ def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> None:
     sent, wanted = set(inputs), set(signature.inputs)
     if len(sent) == len(wanted) and sent != wanted:
         alias = sorted(sent - wanted)[0]
-        raise invalid_argument(f"input tensor alias not found in signature: {alias}. Inputs expected to be in "
-                               f"the set {{{','.join(sorted(wanted))}}}.")
+        raise invalid_argument(
+            f"input tensor alias not found in signature: {alias}. Inputs expected to be in "
+            f"the set {{{','.join(sorted(wanted))}}}."
+        )
     if sent != wanted:
         extra, missing = sorted(sent - wanted), sorted(wanted - sent)
         raise invalid_argument(
@@ -200,8 +202,7 @@ def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> None:
         if not dtype_ok:
             got = dtype_name(value.dtype) if value.dtype != object else "string"
             raise invalid_argument(
-                f"Input '{alias}' has dtype {got} but signature '{signature.name}' expects "
-                f"{dtype_name(spec.dtype)}"
+                f"Input '{alias}' has dtype {got} but signature '{signature.name}' expects {dtype_name(spec.dtype)}"
             )
         if not spec.accepts_shape(value.shape):
             got_shape = "[" + ",".join(str(d) for d in value.shape) + "]"

@@ -51,15 +51,20 @@ class ConfigFileWatcher:
             return
         new_config = config_module.load_model_config_file(self.path)
         self._last_text = text
-        log.info("Model config file %s changed: applying %d model(s)", self.path,
-                 len(new_config.model_config_list.config))
+        log.info(
+            "Model config file %s changed: applying %d model(s)", self.path, len(new_config.model_config_list.config)
+        )
         self.registry.update_config(new_config)
         self.registry.poll_once()
 
 
 async def _start_rest(options: ServerOptions, service: InferenceService) -> web.AppRunner:
-    api = RestApi(service, timeout_ms=options.rest_api_timeout_in_ms, max_body_bytes=options.max_request_bytes,
-                  enable_cors=options.enable_cors)
+    api = RestApi(
+        service,
+        timeout_ms=options.rest_api_timeout_in_ms,
+        max_body_bytes=options.max_request_bytes,
+        enable_cors=options.enable_cors,
+    )
     runner = web.AppRunner(api.make_app(), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.rest_api_port, backlog=1024)
@@ -67,8 +72,10 @@ async def _start_rest(options: ServerOptions, service: InferenceService) -> web.
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise CourseError(f"Cannot open the REST port {options.host}:{options.rest_api_port}: {exc.strerror}. "
-                          "Is another server running? Pick another --rest_api_port.") from None
+        raise CourseError(
+            f"Cannot open the REST port {options.host}:{options.rest_api_port}: {exc.strerror}. "
+            "Is another server running? Pick another --rest_api_port."
+        ) from None
     log.info("Exporting HTTP/REST API at:%s:%d ...", options.host, options.rest_api_port)
     return runner
 
@@ -98,22 +105,25 @@ def _start_grpc(options: ServerOptions, service: InferenceService, loop: asyncio
     return server
 
 
-async def run_server(options: ServerOptions, *, ready: asyncio.Event | None = None,
-                     stop: asyncio.Event | None = None) -> None:
+async def run_server(
+    options: ServerOptions, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
+) -> None:
     """Serve until SIGINT/SIGTERM (or `stop` is set)."""
     configure_tensorflow_threads(options)
     for name, value in options.ignored_flags.items():
-        log.info("Flag --%s=%s is accepted for compatibility with tensorflow_model_server and ignored",
-                 name, value)
+        log.info("Flag --%s=%s is accepted for compatibility with tensorflow_model_server and ignored", name, value)
     registry = ModelRegistry(options.model_config, options.saved_model_tags)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, registry.poll_once)
     threads = options.batching.num_batch_threads if options.batching else min(4, (os.cpu_count() or 1) + 1)
     service = InferenceService(registry, options.batching, num_threads=threads)
     if options.batching:
-        log.info("Batching enabled: max_batch_size=%d batch_timeout_micros=%d num_batch_threads=%d",
-                 options.batching.max_batch_size, options.batching.batch_timeout_micros,
-                 options.batching.num_batch_threads)
+        log.info(
+            "Batching enabled: max_batch_size=%d batch_timeout_micros=%d num_batch_threads=%d",
+            options.batching.max_batch_size,
+            options.batching.batch_timeout_micros,
+            options.batching.num_batch_threads,
+        )
     stop = stop or asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread, or Windows
@@ -124,10 +134,14 @@ async def run_server(options: ServerOptions, *, ready: asyncio.Event | None = No
             grpc_server = _start_grpc(options, service, loop)
         if options.rest_api_port:
             rest_runner = await _start_rest(options, service)
-        watcher = (ConfigFileWatcher(options.model_config_file, registry)
-                   if options.model_config_file and options.model_config_file_poll_wait_seconds > 0 else None)
-        registry.start_polling(options.file_system_poll_wait_seconds,
-                               options.model_config_file_poll_wait_seconds, watcher)
+        watcher = (
+            ConfigFileWatcher(options.model_config_file, registry)
+            if options.model_config_file and options.model_config_file_poll_wait_seconds > 0
+            else None
+        )
+        registry.start_polling(
+            options.file_system_poll_wait_seconds, options.model_config_file_poll_wait_seconds, watcher
+        )
         if ready is not None:
             ready.set()
         await stop.wait()

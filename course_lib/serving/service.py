@@ -103,8 +103,7 @@ class InferenceService:
 
     # ----- inference -----------------------------------------------------------------------------
 
-    def _batched(self, model: ServableVersion, signature: Signature, inputs: dict[str, np.ndarray]
-                 ) -> Future | None:
+    def _batched(self, model: ServableVersion, signature: Signature, inputs: dict[str, np.ndarray]) -> Future | None:
         """Check the inputs; hand them to the batcher if it applies (its future), else None."""
         if not signature.inputs:
             raise invalid_argument(f"Failed to get input map for signature: {signature.name}")
@@ -112,8 +111,11 @@ class InferenceService:
         size = batch_size_of(inputs)
         if self.batcher is None or not signature.batchable or not size:
             return None
-        key = (model, signature.name,
-               tuple((name, value.shape[1:], value.dtype.str) for name, value in sorted(inputs.items())))
+        key = (
+            model,
+            signature.name,
+            tuple((name, value.shape[1:], value.dtype.str) for name, value in sorted(inputs.items())),
+        )
         all_outputs = tuple(signature.outputs)
 
         def run_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -121,8 +123,9 @@ class InferenceService:
 
         return self.batcher.submit(key, run_batch, inputs, size)
 
-    async def run(self, model: ServableVersion, signature: Signature, inputs: dict[str, np.ndarray],
-                  output_names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    async def run(
+        self, model: ServableVersion, signature: Signature, inputs: dict[str, np.ndarray], output_names: tuple[str, ...]
+    ) -> dict[str, np.ndarray]:
         """Run a signature off the event loop, through the batcher when it can be batched."""
         batched = self._batched(model, signature, inputs)
         if batched is None:
@@ -131,8 +134,9 @@ class InferenceService:
         outputs = await asyncio.wrap_future(batched)
         return {name: outputs[name] for name in output_names}
 
-    def run_blocking(self, model: ServableVersion, signature: Signature, inputs: dict[str, np.ndarray],
-                     output_names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    def run_blocking(
+        self, model: ServableVersion, signature: Signature, inputs: dict[str, np.ndarray], output_names: tuple[str, ...]
+    ) -> dict[str, np.ndarray]:
         """`run` for callers on worker threads (gRPC): runs right here, or waits for the batcher."""
         batched = self._batched(model, signature, inputs)
         if batched is None:
@@ -140,8 +144,9 @@ class InferenceService:
         outputs = batched.result()
         return {name: outputs[name] for name in output_names}
 
-    async def classify(self, request: classification_pb2.ClassificationRequest
-                       ) -> classification_pb2.ClassificationResponse:
+    async def classify(
+        self, request: classification_pb2.ClassificationRequest
+    ) -> classification_pb2.ClassificationResponse:
         model = self.resolve(request.model_spec)
         signature = _classify_regress_signature(model, request.model_spec.signature_name, classify=True)
         serialized = serialized_examples(request.input)
@@ -175,8 +180,9 @@ class InferenceService:
 
     # ----- metadata and status -------------------------------------------------------------------
 
-    def metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest
-                 ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    def metadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
         if not request.metadata_field:
@@ -191,8 +197,9 @@ class InferenceService:
         response.metadata[SIGNATURE_DEF_FIELD].Pack(model.signature_def_map())
         return response
 
-    def status(self, request: get_model_status_pb2.GetModelStatusRequest
-               ) -> get_model_status_pb2.GetModelStatusResponse:
+    def status(
+        self, request: get_model_status_pb2.GetModelStatusRequest
+    ) -> get_model_status_pb2.GetModelStatusResponse:
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
         version, label = spec_version(request.model_spec)
@@ -210,6 +217,7 @@ class InferenceService:
 
 
 # ----- helpers ---------------------------------------------------------------------------------------
+
 
 def _error_code_value(name: str) -> int:
     return getattr(grpc.StatusCode, name).value[0]
@@ -232,8 +240,10 @@ def _classify_regress_signature(model: ServableVersion, signature_name: str, *, 
         raise invalid_argument("Expected one input Tensor.")
     input_spec = signature.inputs.get(CLASSIFY_INPUTS)
     if input_spec is None:
-        raise invalid_argument(f"No {kind} inputs found in SignatureDef '{name}' (it needs one input named "
-                               f"'inputs' of serialized tf.Example strings)")
+        raise invalid_argument(
+            f"No {kind} inputs found in SignatureDef '{name}' (it needs one input named "
+            f"'inputs' of serialized tf.Example strings)"
+        )
     if input_spec.dtype != types_pb2.DT_STRING:
         raise invalid_argument(f"Expected {kind} input 'inputs' of DT_STRING, got {input_spec.dtype_enum_name}")
     if classify:
@@ -248,8 +258,9 @@ def _classify_regress_signature(model: ServableVersion, signature_name: str, *, 
         if len(signature.outputs) != 1:
             raise invalid_argument("Expected one output Tensor.")
         if REGRESS_OUTPUTS not in signature.outputs:
-            raise invalid_argument(f"No regression outputs found in SignatureDef '{name}' (it needs an output "
-                                   "named 'outputs')")
+            raise invalid_argument(
+                f"No regression outputs found in SignatureDef '{name}' (it needs an output named 'outputs')"
+            )
     return signature
 
 
@@ -275,8 +286,9 @@ def serialized_examples(input_proto) -> np.ndarray:
     return array
 
 
-def _fill_classifications(result: classification_pb2.ClassificationResult, outputs: dict[str, np.ndarray],
-                          num_examples: int) -> None:
+def _fill_classifications(
+    result: classification_pb2.ClassificationResult, outputs: dict[str, np.ndarray], num_examples: int
+) -> None:
     classes, scores = outputs.get(CLASSIFY_CLASSES), outputs.get(CLASSIFY_SCORES)
     for label, tensor in (("classes", classes), ("scores", scores)):
         if tensor is None:
@@ -293,8 +305,9 @@ def _fill_classifications(result: classification_pb2.ClassificationResult, outpu
         )
     present = classes if classes is not None else scores
     if present is None:  # _classify_regress_signature already requires one of the two
-        raise invalid_argument('Expected classification signature outputs to contain at least one of "classes" or '
-                               '"scores".')
+        raise invalid_argument(
+            'Expected classification signature outputs to contain at least one of "classes" or "scores".'
+        )
     num_classes = present.shape[1]
     for row in range(num_examples):
         classifications = result.classifications.add()
@@ -307,13 +320,10 @@ def _fill_classifications(result: classification_pb2.ClassificationResult, outpu
                 entry.score = float(scores[row, column])
 
 
-def rest_model_spec(name: str, version: int | None, label: str | None, signature_name: str = ""
-                    ) -> model_pb2.ModelSpec:
+def rest_model_spec(name: str, version: int | None, label: str | None, signature_name: str = "") -> model_pb2.ModelSpec:
     """A ModelSpec from the parts of a REST URL (FillModelSpecWithNameVersionAndLabel)."""
     if version is not None and label is not None:
-        raise invalid_argument(
-            f"Both model version ({version}) and model version label ({label}) cannot be supplied."
-        )
+        raise invalid_argument(f"Both model version ({version}) and model version label ({label}) cannot be supplied.")
     spec = model_pb2.ModelSpec(name=name, signature_name=signature_name)
     if version is not None:
         spec.version.value = version

@@ -51,6 +51,7 @@ _FAST_KINDS = {"float": "fiu", "int": "iu", "bool": "b"}
 
 # ----- request parsing ---------------------------------------------------------------------------
 
+
 def json_debug_string(value: Any) -> str:
     """A JSON value as text for error messages, cut at 256 characters like TF Serving does."""
     try:
@@ -151,9 +152,7 @@ def _leaf_value(value: Any, dtype: int):
         raise _type_error(value, dtype)
     low, high = _INT_RANGES[dtype]
     if not low <= value <= high:
-        raise invalid_argument(
-            f"JSON Value: {value} is out of range for type: {dtype_name(dtype)} ({low} to {high})"
-        )
+        raise invalid_argument(f"JSON Value: {value} is out of range for type: {dtype_name(dtype)} ({low} to {high})")
     return value
 
 
@@ -183,8 +182,7 @@ def _walk(value: Any, level: int, shape: list[int], dtype: int, out: list) -> No
         raise invalid_argument(f"Encountered list at unexpected level: {level} expected < {rank}")
     if len(value) != shape[level]:
         raise invalid_argument(
-            f"Encountered list at unexpected size: {len(value)} at level: {level} "
-            f"expected size: {shape[level]}"
+            f"Encountered list at unexpected size: {len(value)} at level: {level} expected size: {shape[level]}"
         )
     for item in value:
         _walk(item, level + 1, shape, dtype, out)
@@ -228,9 +226,7 @@ def json_to_array(value: Any, spec: TensorSpecInfo, *, fast: bool = True) -> np.
     which numpy would silently turn into numbers.
     """
     if spec.dtype not in _SUPPORTED:
-        raise unimplemented(
-            f"Conversion of JSON Value: {json_debug_string(value)} to type: {dtype_name(spec.dtype)}"
-        )
+        raise unimplemented(f"Conversion of JSON Value: {json_debug_string(value)} to type: {dtype_name(spec.dtype)}")
     if fast:
         array = _fast_array(value, spec)
         if array is not None:
@@ -255,9 +251,7 @@ def _stack_instances(items: list[np.ndarray], name: str) -> np.ndarray:
         if item.size != first.size:
             raise invalid_argument(f"Expecting tensor size: {first.size} but got: {item.size}")
         if item.shape != first.shape:
-            raise invalid_argument(
-                f"Expecting shape {_shape_text(first.shape)} but got: {_shape_text(item.shape)}"
-            )
+            raise invalid_argument(f"Expecting shape {_shape_text(first.shape)} but got: {_shape_text(item.shape)}")
     if first.dtype == object:
         flat = [value for item in items for value in item.ravel().tolist()]
         stacked = np.empty(len(flat), dtype=object)
@@ -272,8 +266,9 @@ def _row_inputs(instances: Any, specs: Mapping[str, TensorSpecInfo], fast: bool)
             f"JSON Value: {json_debug_string({'instances': instances})} Expecting 'instances' to be an list/array"
         )
     if not instances:
-        raise invalid_argument(f"JSON Value: {json_debug_string({'instances': instances})} No values in "
-                               "'instances' array")
+        raise invalid_argument(
+            f"JSON Value: {json_debug_string({'instances': instances})} No values in 'instances' array"
+        )
     if not _is_named_object(instances[0]) and len(specs) > 1:
         raise invalid_argument(
             "instances is a plain list, but expecting list of objects as multiple input tensors required "
@@ -341,12 +336,12 @@ def _columnar_inputs(inputs: Any, specs: Mapping[str, TensorSpecInfo], fast: boo
     return arrays
 
 
-def predict_inputs_from_json(doc: dict, specs: Mapping[str, TensorSpecInfo], *, body_has_literals: bool = True
-                             ) -> tuple[dict[str, np.ndarray], str]:
+def predict_inputs_from_json(
+    doc: dict, specs: Mapping[str, TensorSpecInfo], *, body_has_literals: bool = True
+) -> tuple[dict[str, np.ndarray], str]:
     """Input tensors of a Predict request body, and whether it used the row or columnar format."""
     if not specs:
-        raise invalid_argument("Failed to get input map for signature: "
-                               f"{signature_name_from_json(doc) or 'DEFAULT'}")
+        raise invalid_argument(f"Failed to get input map for signature: {signature_name_from_json(doc) or 'DEFAULT'}")
     has_instances, has_inputs = "instances" in doc, "inputs" in doc
     if has_instances and has_inputs:
         raise invalid_argument(
@@ -362,6 +357,7 @@ def predict_inputs_from_json(doc: dict, specs: Mapping[str, TensorSpecInfo], *, 
 
 
 # ----- classify / regress requests ---------------------------------------------------------------
+
 
 def _add_feature_value(feature: feature_pb2.Feature, name: str, value: Any) -> None:
     """AddValueToFeature: numbers with a fraction are floats, whole numbers and bools int64."""
@@ -429,6 +425,7 @@ def fill_input_from_json(doc: dict, input_proto) -> None:
 
 # ----- responses -----------------------------------------------------------------------------------
 
+
 def format_float_tokens(values: np.ndarray) -> list[str]:
     """Floats as TF Serving writes them: `%g` if it round-trips, else 9 (float) or 17 (double) digits."""
     flat = np.asarray(values).ravel()
@@ -479,7 +476,7 @@ def _nest(tokens: list[str], shape: tuple[int, ...]) -> str:
     if len(shape) == 1:
         return "[" + ", ".join(tokens) + "]"
     step = len(tokens) // shape[0] if shape[0] else 0
-    return "[" + ", ".join(_nest(tokens[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])) + "]"
+    return "[" + ", ".join(_nest(tokens[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])) + "]"
 
 
 def array_to_json(array: np.ndarray, name: str = "") -> str:
@@ -493,7 +490,7 @@ def _row_strings(array: np.ndarray, name: str) -> list[str]:
     as_b64 = name.endswith("_bytes") and array.dtype.kind in "OSU"
     tokens = _value_tokens(array, as_b64)
     step = len(tokens) // array.shape[0] if array.shape[0] else 0
-    return [_nest(tokens[i * step:(i + 1) * step], array.shape[1:]) for i in range(array.shape[0])]
+    return [_nest(tokens[i * step : (i + 1) * step], array.shape[1:]) for i in range(array.shape[0])]
 
 
 def predict_response_json(outputs: Mapping[str, np.ndarray], request_format: str) -> str:
@@ -522,8 +519,9 @@ def predict_response_json(outputs: Mapping[str, np.ndarray], request_format: str
     else:
         rows = {name: _row_strings(np.asarray(outputs[name]), name) for name in names}
         # every output has the same number of rows (the batch size checked above)
-        objects = ["{" + ", ".join(f"{json.dumps(n)}: {rows[n][i]}" for n in names) + "}"
-                   for i in range(len(rows[names[0]]))]
+        objects = [
+            "{" + ", ".join(f"{json.dumps(n)}: {rows[n][i]}" for n in names) + "}" for i in range(len(rows[names[0]]))
+        ]
         body = "[" + ", ".join(objects) + "]"
     return '{\n    "predictions": ' + body + "\n}"
 

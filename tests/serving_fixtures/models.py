@@ -42,8 +42,9 @@ def build_classifier(scale: float = 1.0):
 
 
 def export_classifier(base: Path, version: int, scale: float | None = None) -> Path:
-    return export_model(build_classifier(scale if scale is not None else float(version)), base, version,
-                        class_names=CLASS_NAMES)
+    return export_model(
+        build_classifier(scale if scale is not None else float(version)), base, version, class_names=CLASS_NAMES
+    )
 
 
 def regressor_weights() -> tuple[np.ndarray, np.ndarray]:
@@ -62,9 +63,13 @@ def build_regressor():
 class _MultiModel(tf.Module):
     """Three named inputs (float, int, string) and five outputs, one of them `*_bytes`."""
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="a"),
-                                  tf.TensorSpec([None, 3], tf.int32, name="b"),
-                                  tf.TensorSpec([None], tf.string, name="text")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, 2], tf.float32, name="a"),
+            tf.TensorSpec([None, 3], tf.int32, name="b"),
+            tf.TensorSpec([None], tf.string, name="text"),
+        ]
+    )
     def serve(self, a, b, text):
         return {
             "total": tf.reduce_sum(a, axis=1) + tf.cast(tf.reduce_sum(b, axis=1), tf.float32),

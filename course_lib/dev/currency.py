@@ -50,22 +50,46 @@ DEFAULT_VENV = ".currency-venv"
 MAKE_STAMP = ".course-installed"
 """The Makefile's mark of a built environment ($(VENV)/.course-installed)."""
 NEWEST = ("tensorflow", "keras", "tf-keras")
-TF_FAMILY = frozenset({
-    "tensorflow", "tensorflow-cpu", "tensorflow-intel", "tf-nightly", "keras", "keras-nightly", "tf-keras",
-    "tensorboard", "tensorboard-data-server", "tensorboard-plugin-wit", "tensorflow-io-gcs-filesystem",
-})
+TF_FAMILY = frozenset(
+    {
+        "tensorflow",
+        "tensorflow-cpu",
+        "tensorflow-intel",
+        "tf-nightly",
+        "keras",
+        "keras-nightly",
+        "tf-keras",
+        "tensorboard",
+        "tensorboard-data-server",
+        "tensorboard-plugin-wit",
+        "tensorflow-io-gcs-filesystem",
+    }
+)
 """Pins the currency run drops: it installs the newest of these instead."""
 TF_DEPENDENTS = frozenset({"tensorflow-hub", "tensorflow-serving-api"})
 """Course requirements whose metadata names tensorflow or tf-keras: installed after the newest TensorFlow
 at the course's pins, never allowed to move it (tests/test_currency.py checks this list is complete)."""
-REPORTED = ("tensorflow", "keras", "keras-nightly", "tf-keras", "tensorflow-hub", "tensorflow-serving-api",
-            "ai-edge-litert", "numpy", "protobuf", "ml-dtypes", "h5py", "grpcio")
+REPORTED = (
+    "tensorflow",
+    "keras",
+    "keras-nightly",
+    "tf-keras",
+    "tensorflow-hub",
+    "tensorflow-serving-api",
+    "ai-edge-litert",
+    "numpy",
+    "protobuf",
+    "ml-dtypes",
+    "h5py",
+    "grpcio",
+)
 """Packages whose installed versions the report lists."""
 NOTEBOOK_TIMEOUT_S = 3 * 3600
 TESTS_TIMEOUT_S = 2 * 3600
 
 
 # --- requirement files -----------------------------------------------------------------------------
+
 
 def canonical(name: str) -> str:
     """PEP 503 name: `tf_keras`, `TF.Keras` and `tf-keras` are one package."""
@@ -107,6 +131,7 @@ def pinned_version(text: str, name: str) -> str | None:
 
 # --- the package index ---------------------------------------------------------------------------
 
+
 def parse_index_versions(output: str) -> list[str]:
     """Versions from `pip index versions NAME --pre`, newest first (as pip prints them)."""
     for line in output.splitlines():
@@ -136,6 +161,7 @@ def pick_tf_keras(versions: list[str], tensorflow: str) -> tuple[str, bool]:
 
 # --- results -------------------------------------------------------------------------------------
 
+
 def first_line(text: str) -> str:
     """The first non-blank line, without ANSI colour codes (tracebacks in notebooks carry them)."""
     plain = re.sub(r"\x1b\[[0-9;]*m", "", text or "")
@@ -157,10 +183,17 @@ def first_error(notebook: dict) -> dict | None:
             continue
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
-                return {"cell": index, "execution_count": cell.get("execution_count"),
-                        "ename": output.get("ename", ""), "evalue": first_line(output.get("evalue", "")),
-                        "source": first_line(cell.get("source", "") if isinstance(cell.get("source"), str)
-                                             else "".join(cell.get("source", [])))}
+                return {
+                    "cell": index,
+                    "execution_count": cell.get("execution_count"),
+                    "ename": output.get("ename", ""),
+                    "evalue": first_line(output.get("evalue", "")),
+                    "source": first_line(
+                        cell.get("source", "")
+                        if isinstance(cell.get("source"), str)
+                        else "".join(cell.get("source", []))
+                    ),
+                }
     return None
 
 
@@ -172,22 +205,28 @@ def notebook_results(summary: dict) -> list[dict]:
     """
     results = []
     for run in summary.get("runs", []):
-        entry = {"notebook": run["assignment"], "ok": bool(run["ok"]), "seconds": run.get("seconds"),
-                 "error": None}
+        entry = {"notebook": run["assignment"], "ok": bool(run["ok"]), "seconds": run.get("seconds"), "error": None}
         if not run["ok"]:
             output = Path(run.get("output", ""))
             error = first_error(json.loads(output.read_text())) if output.is_file() else None
             if error is None:
                 lines = [line for line in (run.get("error") or "").splitlines() if line.strip()]
-                error = {"cell": None, "execution_count": None, "ename": "", "source": "",
-                         "evalue": lines[-1].strip() if lines else "failed without an error message"}
+                error = {
+                    "cell": None,
+                    "execution_count": None,
+                    "ename": "",
+                    "source": "",
+                    "evalue": lines[-1].strip() if lines else "failed without an error message",
+                }
             entry["error"] = error
         results.append(entry)
     return results
 
 
-_SUMMARY_LINE = re.compile(r"^=+ (.*\b(?:passed|failed|error|errors|skipped|deselected|no tests ran)\b.*) in "
-                           r"[\d.]+s.* =+$")
+_SUMMARY_LINE = re.compile(
+    r"^=+ (.*\b(?:passed|failed|error|errors|skipped|deselected|no tests ran)\b.*) in "
+    r"[\d.]+s.* =+$"
+)
 
 
 def parse_pytest_output(output: str) -> dict:
@@ -202,8 +241,9 @@ def parse_pytest_output(output: str) -> dict:
         line = re.sub(r"\x1b\[[0-9;]*m", "", raw).rstrip()
         match = re.match(r"^(FAILED|ERROR) (\S+)(?: - (.*))?$", line)
         if match:
-            failures.append({"outcome": match.group(1).lower(), "nodeid": match.group(2),
-                             "message": (match.group(3) or "").strip()})
+            failures.append(
+                {"outcome": match.group(1).lower(), "nodeid": match.group(2), "message": (match.group(3) or "").strip()}
+            )
             continue
         summary = _SUMMARY_LINE.match(line)
         if summary:
@@ -216,6 +256,7 @@ def parse_pytest_output(output: str) -> dict:
 
 # --- the report ----------------------------------------------------------------------------------
 
+
 def render_report(report: dict) -> str:
     """report.md: versions, how they were installed, each notebook's result, the suite's failures."""
     lines = [f"# Currency: the course on the newest TensorFlow and Keras ({report['date']})", ""]
@@ -225,14 +266,15 @@ def render_report(report: dict) -> str:
     imported = report.get("imported", {})
     lines += ["| package | course pin | newest on the index | installed |", "|---|---|---|---|"]
     for name in NEWEST:
-        lines.append(f"| {name} | {report.get('pins', {}).get(name) or '-'} | "
-                     f"{report.get('newest', {}).get(name) or '-'} | {versions.get(name) or '-'} |")
+        lines.append(
+            f"| {name} | {report.get('pins', {}).get(name) or '-'} | "
+            f"{report.get('newest', {}).get(name) or '-'} | {versions.get(name) or '-'} |"
+        )
     others = [f"{name} {versions[name]}" for name in REPORTED if name not in NEWEST and versions.get(name)]
     if others:
         lines += ["", "Also installed: " + ", ".join(others) + "."]
     if imported:
-        lines += ["", "Imported in the environment: "
-                  + ", ".join(f"{k} {v}" for k, v in imported.items()) + "."]
+        lines += ["", "Imported in the environment: " + ", ".join(f"{k} {v}" for k, v in imported.items()) + "."]
     if report.get("notes"):
         lines += ["", "## How the environment was resolved", ""] + [f"- {note}" for note in report["notes"]]
     if report.get("pip_check"):
@@ -244,15 +286,24 @@ def render_report(report: dict) -> str:
         lines.append("Not run: " + (report.get("notebooks_skipped") or "the environment could not be built."))
     else:
         broken = [n for n in notebooks if not n["ok"]]
-        lines += [f"{len(notebooks) - len(broken)} of {len(notebooks)} notebooks ran to the end.", "",
-                  "| notebook | result | seconds | first error |", "|---|---|---:|---|"]
+        lines += [
+            f"{len(notebooks) - len(broken)} of {len(notebooks)} notebooks ran to the end.",
+            "",
+            "| notebook | result | seconds | first error |",
+            "|---|---|---:|---|",
+        ]
         for nb in notebooks:
             error = nb.get("error")
             where = f"cell {error['cell']}: " if error and error.get("cell") is not None else ""
-            text = f"{where}`{error['ename']}`: {error['evalue']}" if error and error.get("ename") else (
-                f"{where}{error['evalue']}" if error else "")
-            lines.append(f"| {nb['notebook']} | {'ok' if nb['ok'] else 'FAILED'} | "
-                         f"{nb['seconds'] if nb.get('seconds') is not None else '-'} | {_cell(text)} |")
+            text = (
+                f"{where}`{error['ename']}`: {error['evalue']}"
+                if error and error.get("ename")
+                else (f"{where}{error['evalue']}" if error else "")
+            )
+            lines.append(
+                f"| {nb['notebook']} | {'ok' if nb['ok'] else 'FAILED'} | "
+                f"{nb['seconds'] if nb.get('seconds') is not None else '-'} | {_cell(text)} |"
+            )
 
     tests = report.get("tests")
     lines += ["", "## Test suite", ""]
@@ -260,8 +311,7 @@ def render_report(report: dict) -> str:
         lines.append("Not run: " + (report.get("tests_skipped") or "the environment could not be built."))
     else:
         counts = ", ".join(f"{n} {word}" for word, n in tests["counts"].items()) or "no summary line (see log)"
-        lines.append(f"`{tests['command']}`: {counts} (exit status {tests['returncode']}, "
-                     f"{tests['seconds']:.0f} s).")
+        lines.append(f"`{tests['command']}`: {counts} (exit status {tests['returncode']}, {tests['seconds']:.0f} s).")
         if tests["failures"]:
             lines += ["", "| test | outcome | first line |", "|---|---|---|"]
             lines += [f"| `{f['nodeid']}` | {f['outcome']} | {_cell(f['message'])} |" for f in tests["failures"]]
@@ -286,6 +336,7 @@ def write_report(report: dict, out_dir: Path) -> tuple[Path, Path]:
 
 # --- building the environment ----------------------------------------------------------------------
 
+
 class Environment:
     """The currency venv, and a log of every command run in it (log.txt in the output folder)."""
 
@@ -294,14 +345,22 @@ class Environment:
         self.python = path / "bin" / "python"
         self.tail = 6000
 
-    def run(self, args: list[str], timeout: float = 3600, env: dict | None = None,
-            cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    def run(
+        self, args: list[str], timeout: float = 3600, env: dict | None = None, cwd: Path = REPO_ROOT
+    ) -> subprocess.CompletedProcess:
         start = time.perf_counter()
-        result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
-                                env={**os.environ, **(env or {})})
+        result = subprocess.run(
+            args,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, **(env or {})},
+        )
         with self.log_path.open("a") as log:
             log.write(f"\n$ {' '.join(args)}\n[exit {result.returncode}, {time.perf_counter() - start:.0f} s]\n")
-            log.write(result.stdout[-self.tail:] + result.stderr[-self.tail:])
+            log.write(result.stdout[-self.tail :] + result.stderr[-self.tail :])
         return result
 
     def pip(self, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess:
@@ -338,8 +397,7 @@ def build_environment(env: Environment, report: dict, work: Path) -> None:
     req_file, con_file = work / "requirements-currency.txt", work / "constraints-currency.txt"
     req_file.write_text("\n".join(kept_req) + "\n")
     con_file.write_text("\n".join(kept_con) + "\n")
-    report["pins"] = {name: pinned_version(requirements, name) or pinned_version(constraints, name)
-                      for name in NEWEST}
+    report["pins"] = {name: pinned_version(requirements, name) or pinned_version(constraints, name) for name in NEWEST}
     notes = report["notes"]
     notes.append(f"Course pins held back: {', '.join(sorted(set(dropped_req)))} (and the same in constraints.txt).")
 
@@ -359,20 +417,27 @@ def build_environment(env: Environment, report: dict, work: Path) -> None:
     targets = [f"tensorflow=={tensorflow}", f"keras=={keras}"]
     result = env.pip("install", "--pre", *targets, "-c", str(con_file))
     if result.returncode:
-        notes.append(f"tensorflow {tensorflow} and keras {keras} conflict with the course's lock "
-                     f"({pip_conflict(result.stdout + result.stderr)}); installed without the lock.")
+        notes.append(
+            f"tensorflow {tensorflow} and keras {keras} conflict with the course's lock "
+            f"({pip_conflict(result.stdout + result.stderr)}); installed without the lock."
+        )
         result = env.pip("install", "--pre", *targets)
         if result.returncode:
-            raise RuntimeError(f"tensorflow {tensorflow} with keras {keras} does not install: "
-                               f"{pip_conflict(result.stdout + result.stderr)}")
+            raise RuntimeError(
+                f"tensorflow {tensorflow} with keras {keras} does not install: "
+                f"{pip_conflict(result.stdout + result.stderr)}"
+            )
     pinned = work / "constraints-newest.txt"
     pinned.write_text(con_file.read_text() + f"tensorflow=={tensorflow}\nkeras=={keras}\ntf-keras=={tf_keras}\n")
     if not tf_keras_matches:
-        notes.append(f"No tf-keras for tensorflow {'.'.join(map(str, minor_of(tensorflow)))} on the index yet; "
-                     f"the newest, tf-keras {tf_keras}, was tried.")
+        notes.append(
+            f"No tf-keras for tensorflow {'.'.join(map(str, minor_of(tensorflow)))} on the index yet; "
+            f"the newest, tf-keras {tf_keras}, was tried."
+        )
     dependents = [f"tf-keras=={tf_keras}"] + [
         f"{name}=={pinned_version(requirements, name)}" if pinned_version(requirements, name) else name
-        for name in sorted(TF_DEPENDENTS)]
+        for name in sorted(TF_DEPENDENTS)
+    ]
     for requirement in dependents:
         result = env.pip("install", "--pre", requirement, "-c", str(pinned))
         if result.returncode:
@@ -385,17 +450,22 @@ def build_environment(env: Environment, report: dict, work: Path) -> None:
     if "keras-nightly" in installed:
         env.pip("uninstall", "--yes", "keras-nightly")
         env.pip("install", "--no-deps", "--force-reinstall", f"keras=={keras}")
-        notes.append(f"tensorflow {tensorflow} requires keras-nightly (release candidates do); it shares the "
-                     f"`keras/` folder with keras, so keras-nightly {installed['keras-nightly']} was removed "
-                     f"and keras {keras} reinstalled: the run tests the Keras release students get.")
+        notes.append(
+            f"tensorflow {tensorflow} requires keras-nightly (release candidates do); it shares the "
+            f"`keras/` folder with keras, so keras-nightly {installed['keras-nightly']} was removed "
+            f"and keras {keras} reinstalled: the run tests the Keras release students get."
+        )
 
     result = env.pip("install", "--quiet", "--no-deps", "--no-build-isolation", "-e", str(REPO_ROOT))
     if result.returncode:
         raise RuntimeError(f"course_lib does not install: {first_line(result.stderr)}")
-    for name, display in ((CURRENCY_KERNEL, "Python 3 (TF course, newest TensorFlow)"),
-                          (KERNEL_NAME, "Python 3 (TF course)")):
-        result = env.run([str(env.python), "-m", "ipykernel", "install", "--sys-prefix", "--name", name,
-                          "--display-name", display])
+    for name, display in (
+        (CURRENCY_KERNEL, "Python 3 (TF course, newest TensorFlow)"),
+        (KERNEL_NAME, "Python 3 (TF course)"),
+    ):
+        result = env.run(
+            [str(env.python), "-m", "ipykernel", "install", "--sys-prefix", "--name", name, "--display-name", display]
+        )
         if result.returncode:
             raise RuntimeError(f"kernel {name} could not be registered: {first_line(result.stderr)}")
     env.run([str(env.python), "-m", "course_lib.dev.kernel_limits", "install"])
@@ -406,9 +476,18 @@ def build_environment(env: Environment, report: dict, work: Path) -> None:
     report["versions"] = {name: version for name, version in installed_versions(env).items() if name in REPORTED}
     check = env.pip("check")
     report["pip_check"] = [line for line in check.stdout.splitlines() if line.strip()] if check.returncode else []
-    probe = env.run([str(env.python), "-c", ("import json, tensorflow as tf, keras; print(json.dumps("
-                                             "{'tensorflow': tf.__version__, 'keras': keras.__version__}))")],
-                    env={"TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)
+    probe = env.run(
+        [
+            str(env.python),
+            "-c",
+            (
+                "import json, tensorflow as tf, keras; print(json.dumps("
+                "{'tensorflow': tf.__version__, 'keras': keras.__version__}))"
+            ),
+        ],
+        env={"TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=600,
+    )
     try:
         report["imported"] = json.loads(probe.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
@@ -418,6 +497,7 @@ def build_environment(env: Environment, report: dict, work: Path) -> None:
 
 def course_commit(root: Path = REPO_ROOT) -> str:
     """The commit the run tested, with a warning when the working tree differs from it."""
+
     def git(*args: str) -> str:
         try:
             result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
@@ -436,10 +516,13 @@ def installed_versions(env: Environment) -> dict[str, str]:
 
 # --- running the course --------------------------------------------------------------------------
 
+
 def run_notebooks(env: Environment, out_dir: Path, report: dict) -> None:
     executed = out_dir / "notebooks"
-    env.run([str(env.python), "-m", "course_lib.dev.run_notebooks", "--kernel", CURRENCY_KERNEL,
-             "--out", str(executed)], timeout=NOTEBOOK_TIMEOUT_S)
+    env.run(
+        [str(env.python), "-m", "course_lib.dev.run_notebooks", "--kernel", CURRENCY_KERNEL, "--out", str(executed)],
+        timeout=NOTEBOOK_TIMEOUT_S,
+    )
     summary = executed / "summary.json"
     if not summary.is_file():
         report["notebooks_skipped"] = "the notebook runner wrote no summary (see log.txt)."
@@ -451,12 +534,17 @@ def run_tests(env: Environment, report: dict, pytest_args: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="currency-tests-") as basetemp:
         args = [str(env.python), "-m", "pytest", "-p", "no:cacheprovider", "--basetemp", basetemp, *pytest_args]
         start = time.perf_counter()
-        result = env.run(args, timeout=TESTS_TIMEOUT_S,
-                         env={"COLUMNS": "400", "COURSE_ROOT": str(REPO_ROOT), "VENV": str(env.path)})
+        result = env.run(
+            args, timeout=TESTS_TIMEOUT_S, env={"COLUMNS": "400", "COURSE_ROOT": str(REPO_ROOT), "VENV": str(env.path)}
+        )
         parsed = parse_pytest_output(result.stdout)
     display = ["pytest", *pytest_args]
-    report["tests"] = {"command": " ".join(f'"{a}"' if " " in a else a for a in display),
-                       "returncode": result.returncode, "seconds": round(time.perf_counter() - start, 1), **parsed}
+    report["tests"] = {
+        "command": " ".join(f'"{a}"' if " " in a else a for a in display),
+        "returncode": result.returncode,
+        "seconds": round(time.perf_counter() - start, 1),
+        **parsed,
+    }
 
 
 def default_pytest_args() -> list[str]:
@@ -467,22 +555,35 @@ def default_pytest_args() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.dev.currency", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib.dev.currency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     today = dt.datetime.now(dt.UTC).strftime("%Y%m%d")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "results" / f"currency-{today}")
-    parser.add_argument("--venv", type=Path, default=REPO_ROOT / DEFAULT_VENV,
-                        help=f"where to build the environment (default {DEFAULT_VENV}; rebuilt on every run)")
+    parser.add_argument(
+        "--venv",
+        type=Path,
+        default=REPO_ROOT / DEFAULT_VENV,
+        help=f"where to build the environment (default {DEFAULT_VENV}; rebuilt on every run)",
+    )
     parser.add_argument("--skip-notebooks", action="store_true")
     parser.add_argument("--skip-tests", action="store_true")
-    parser.add_argument("--pytest-args", default=None,
-                        help="instead of the default: " + " ".join(default_pytest_args()))
+    parser.add_argument(
+        "--pytest-args", default=None, help="instead of the default: " + " ".join(default_pytest_args())
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     env = Environment(args.venv.resolve(), args.out / "log.txt")
     env.log_path.write_text(f"currency run {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}\n")
-    report: dict = {"date": dt.date.today().isoformat(), "commit": course_commit(),
-                    "python": sys.version.split()[0], "notes": [], "seconds": {}}
+    report: dict = {
+        "date": dt.date.today().isoformat(),
+        "commit": course_commit(),
+        "python": sys.version.split()[0],
+        "notes": [],
+        "seconds": {},
+    }
     started = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="currency-") as work:

@@ -42,6 +42,8 @@ def test_the_config_is_valid_and_every_hook_is_local_on_the_venvs_tools(tmp_path
         assert program.startswith(".venv/bin/") and (ROOT / program).exists(), (hook["id"], program)
     whole_project = {hook["id"] for hook in hooks() if hook.get("pass_filenames") is False}
     assert whole_project == {"pyright", "notebooks"}
+    # A pyrightconfig.json in a folder above the clone (/tmp, $HOME) would win over pyproject.toml without it.
+    assert "--project ." in next(hook["entry"] for hook in hooks() if hook["id"] == "pyright")
 
 
 NOTEBOOK = {

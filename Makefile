@@ -75,8 +75,7 @@ CPU_SENSITIVE_NOTEBOOKS := solutions/05-inference solutions/09-performance solut
 # --dist loadscope is not xdist's own here: tests/conftest.py's CourseScheduling takes it (and -n's default,
 # load) over, one worker per test module and one per notebook round trip, because xdist_group marks are
 # ignored under pytest 9.2 (pytest-xdist#1386). Its docstring says when it can go.
-test: $(STAMP)
-	$(VENV)/bin/ruff check .
+test: lint
 	$(PY) -m course_lib.dev.notebooks check
 	tmp=$$(mktemp -d /tmp/course-tests-XXXXXX) && \
 	$(VENV)/bin/pytest -n $(WORKERS) --dist loadscope --basetemp=$$tmp/unit --durations=15 tests && \
@@ -94,12 +93,17 @@ test: $(STAMP)
 .PHONY: test-fast
 test-fast: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	tmp=$$(mktemp -d /tmp/course-tests-XXXXXX) && \
 	$(VENV)/bin/pytest -n $(WORKERS) --dist loadscope --basetemp=$$tmp/unit --durations=10 -m "not slow" tests && \
 	rm -rf $$tmp
 
+# Static checks, also the first step of `make test` (and pre-commit's hooks): ruff's rules, ruff's
+# formatting, pyright in basic mode ([tool.pyright] in pyproject.toml; no update check against PyPI).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(VENV)/bin/pyright --project .
 
 strip: $(STAMP)
 	$(PY) -m course_lib.dev.notebooks strip

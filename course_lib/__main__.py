@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from course_lib.paths import COURSE_ID
+
 # name: (module, function taking the remaining arguments, one line of help)
 Commands = dict[str, tuple[str, str, str]]
 
@@ -51,7 +53,7 @@ def dispatch(program: str, commands: Commands, argv: list[str] | None = None) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    return dispatch("tf-course", COMMANDS, argv)
+    return dispatch(COURSE_ID, COMMANDS, argv)  # the script's name (pyproject.toml)
 
 
 if __name__ == "__main__":

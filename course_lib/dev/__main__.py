@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from course_lib.__main__ import Commands, dispatch
+from course_lib.paths import COURSE_ID
 
 COMMANDS: Commands = {
     "generate": ("course_lib.dev.generate", "main", "regenerate notebooks/ from solutions/ (make notebooks)"),
@@ -25,7 +26,7 @@ COMMANDS: Commands = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    return dispatch("tf-course-dev", COMMANDS, argv)
+    return dispatch(f"{COURSE_ID}-dev", COMMANDS, argv)  # the script's name (pyproject.toml)
 
 
 if __name__ == "__main__":

@@ -143,8 +143,10 @@ def parse_index_versions(output: str) -> list[str]:
 
 def minor_of(version: str) -> tuple[int, int]:
     """(2, 22) for 2.22.0rc0."""
-    major, minor = re.match(r"(\d+)\.(\d+)", version).groups()
-    return int(major), int(minor)
+    match = re.match(r"(\d+)\.(\d+)", version)
+    if match is None:
+        raise ValueError(f"{version!r} is not a version number (expected MAJOR.MINOR...)")
+    return int(match.group(1)), int(match.group(2))
 
 
 def pick_tf_keras(versions: list[str], tensorflow: str) -> tuple[str, bool]:
@@ -229,6 +231,9 @@ _SUMMARY_LINE = re.compile(
 )
 
 
+_SINGULAR = {"errors": "error", "warnings": "warning"}
+
+
 def parse_pytest_output(output: str) -> dict:
     """Counts, and the failing tests with the first line of their message, from pytest's text output.
 
@@ -249,8 +254,8 @@ def parse_pytest_output(output: str) -> dict:
         if summary:
             counts = {}
             for number, word in re.findall(r"(\d+) (\w+)", summary.group(1)):
-                word = {"errors": "error", "warnings": "warning"}.get(word, word)
-                counts[word] = counts.get(word, 0) + int(number)
+                key: str = _SINGULAR.get(str(word), str(word))
+                counts[key] = counts.get(key, 0) + int(number)
     return {"counts": counts, "failures": failures}
 
 

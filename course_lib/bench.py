@@ -1,7 +1,8 @@
 """Inference latency and throughput over batch sizes, measured so that the numbers mean something.
 
 The lecture times one `model.predict` call after one warmup. One sample says nothing about spread,
-and on Keras 3 `predict` pays a fixed ~50 ms of per-call setup that a served model never needs.
+and on Keras 3 `predict` pays a fixed per-call setup, whatever the model, that a served model never
+needs (measured in docs/benchmarks.md, "Inference benchmark").
 Here every (method, batch size) pair gets warmup calls, then `repeats` timed calls, summarised by
 p50/p95/mean, so `predict`, a direct `model(x)` call and a compiled `tf.function` can be compared.
 

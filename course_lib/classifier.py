@@ -1,8 +1,8 @@
 """A production image classifier: a SavedModel, preprocessing in the graph, checked inputs.
 
 The lecture's `ImageClassifier` loads with `keras.models.load_model(dir)` (fails on Keras 3 for a
-SavedModel), preprocesses eagerly on the host, and calls `model.predict` per request (~47 ms of fixed
-overhead on Keras 3). This one loads the SavedModel's serving signature with `tf.saved_model.load`,
+SavedModel), preprocesses eagerly on the host, and calls `model.predict` per request (a fixed overhead
+per call on Keras 3, measured in docs/benchmarks.md). This one loads the SavedModel's serving signature with `tf.saved_model.load`,
 resizes and normalises inside one compiled `tf.function` whose `input_signature` accepts any batch
 size and image size (traced once, at start-up), and rejects bad input with a `CourseError` that says
 what to do, before TensorFlow fails deep inside a convolution.

@@ -1,8 +1,8 @@
 """One loaded model version: its signatures, input checks, and inference through compiled graphs.
 
 The signature metadata comes from `saved_model.pb` itself (what TF Serving reports); inference goes
-through the SavedModel's concrete signature functions, never `model.predict`, which costs ~47 ms
-a call on Keras 3 whatever the model.
+through the SavedModel's concrete signature functions, never `model.predict`, which costs a fixed
+setup per call on Keras 3 whatever the model (docs/benchmarks.md, "Inference benchmark").
 """
 
 # Generated *_pb2 modules build their message classes from descriptors at import time, so pyright

@@ -2,10 +2,10 @@
 
 The lecture's `ImageClassifier` loads with `keras.models.load_model(dir)` (fails on Keras 3 for a
 SavedModel), preprocesses eagerly on the host, and calls `model.predict` per request (a fixed overhead
-per call on Keras 3, measured in docs/benchmarks.md). This one loads the SavedModel's serving signature with `tf.saved_model.load`,
-resizes and normalises inside one compiled `tf.function` whose `input_signature` accepts any batch
-size and image size (traced once, at start-up), and rejects bad input with a `CourseError` that says
-what to do, before TensorFlow fails deep inside a convolution.
+per call on Keras 3, measured in docs/benchmarks.md). This one loads the SavedModel's serving
+signature with `tf.saved_model.load`, resizes and normalises inside one compiled `tf.function` whose
+`input_signature` accepts any batch size and image size (traced once, at start-up), and rejects bad
+input with a `CourseError` that says what to do, before TensorFlow fails deep inside a convolution.
 
 Every architecture expects its own normalisation; feeding ResNet50 MobileNetV2's [-1, 1] inputs gives
 confident garbage, not an error. So `preprocessing` is explicit: a mode or an architecture name.

@@ -28,8 +28,8 @@ class ExerciseResult:
     message: str = ""
 
 
-def _is_test_cell(cell) -> bool:
-    """A graded test cell (nbgrader's cell kinds: graded, not an answer)."""
+def is_test_cell(cell) -> bool:
+    """An autograded test cell (nbgrader's cell kinds: code, graded, not an answer)."""
     from nbgrader.utils import is_grade, is_solution
 
     return cell.cell_type == "code" and bool(is_grade(cell)) and not is_solution(cell)
@@ -63,7 +63,7 @@ def check_notebook(path: Path, kernel_name: str = KERNEL_NAME, timeout: int = 30
     nb = nbformat.read(path, as_version=4)
     name = path.stem
     if not started(nb):
-        possible = sum(float(c.metadata["nbgrader"].get("points", 0)) for c in nb.cells if _is_test_cell(c))
+        possible = sum(float(c.metadata["nbgrader"].get("points", 0)) for c in nb.cells if is_test_cell(c))
         return [ExerciseResult(name, "(all)", 0.0, possible, "not started")]
     with tempfile.TemporaryDirectory(prefix="progress-") as workdir:
         NotebookClient(
@@ -71,7 +71,7 @@ def check_notebook(path: Path, kernel_name: str = KERNEL_NAME, timeout: int = 30
         ).execute()
     results = []
     for cell in nb.cells:
-        if _is_test_cell(cell):
+        if is_test_cell(cell):
             meta = cell.metadata["nbgrader"]
             failure = first_failure(cell)
             points = float(meta.get("points", 0))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from nbgrader.utils import is_grade, is_solution
 
 from course_lib.dev.generate import nbgrader
 from course_lib.paths import REPO_ROOT, SOLUTIONS, STUDENT_NOTEBOOKS
@@ -65,9 +66,9 @@ def exercises(notebook: nbformat.NotebookNode) -> list[Exercise]:
     found: list[Exercise] = []
     for cell in notebook.cells:
         meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution") and not meta.get("grade") and cell.cell_type == "code":
+        if is_solution(cell) and not is_grade(cell) and cell.cell_type == "code":
             found.append(Exercise(meta["grade_id"], [], 0.0))
-        elif meta.get("grade") and not meta.get("solution") and found:
+        elif is_grade(cell) and not is_solution(cell) and found:
             found[-1].test_ids.append(meta["grade_id"])
             found[-1].points += float(meta.get("points", 0))
     return found
@@ -81,18 +82,13 @@ def fill_answers(
     This is how a student who solved every exercise but some would hand it in: the partial
     submissions of the tests are built from it, so their expected score is known exactly.
     """
-    answers = {
-        c.metadata["nbgrader"]["grade_id"]: c.source
-        for c in solution.cells
-        if c.metadata.get("nbgrader", {}).get("solution")
-    }
+    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution.cells if is_solution(c)}
     filled = nbformat.from_dict(json.loads(nbformat.writes(student)))
     if not isinstance(filled, nbformat.NotebookNode):  # from_dict turns a dict into a NotebookNode
         raise TypeError(f"expected a notebook, got {type(filled).__name__}")
     for cell in filled.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if cell.metadata.get("nbgrader", {}).get("solution") and grade_id not in skip:
-            cell.source = answers[grade_id]
+        if is_solution(cell) and cell.metadata["nbgrader"]["grade_id"] not in skip:
+            cell.source = answers[cell.metadata["nbgrader"]["grade_id"]]
     return filled
 
 

@@ -33,18 +33,14 @@ from __future__ import annotations
 from nbformat import NotebookNode
 from nbgrader.preprocessors import IgnorePattern, NbGraderPreprocessor
 
+from course_lib.progress import is_test_cell
+
 MARK = "course"  # output metadata key of the outputs set aside here
 STDERR_HEADER = "stderr (shown for information; it does not change the score):\n"
 MAX_LINES = 200
 
 MEMORY_ERRORS = {"MemoryError", "ResourceExhaustedError", "OutOfMemoryError"}
 TIMEOUT_ERRORS = {"CellTimeoutError", "KeyboardInterrupt", "TimeoutError"}
-
-
-def is_test_cell(cell: NotebookNode) -> bool:
-    """An autograded test cell: graded, not an answer, code."""
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
 def _as_terminal_shows(text: str) -> str:

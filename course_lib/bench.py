@@ -32,7 +32,7 @@ METHODS = ("predict", "call", "function", "xla")
 """What `benchmark` can time: `model.predict`, `model(x, training=False)`, a compiled `tf.function`,
 and the same `tf.function` with `jit_compile=True` (XLA)."""
 
-MODEL_NAMES = ("tiny", "resnet50", "mobilenetv2")
+MODEL_NAMES = ("tiny-cnn", "resnet50", "mobilenetv2")  # tiny-cnn: 28x28x1, two hidden layers
 
 
 @dataclass(frozen=True)
@@ -358,7 +358,7 @@ def build_benchmark_model(name: str) -> tuple[Any, tuple[int, ...]]:
     """
     import keras
 
-    if name == "tiny":
+    if name == "tiny-cnn":
         model = keras.Sequential(
             [
                 keras.Input((28, 28, 1)),
@@ -393,7 +393,7 @@ def _parse_methods(text: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Benchmark a model by name and print the table (and the compiled-vs-predict ratio)."""
     parser = argparse.ArgumentParser(prog="python -m course_lib.bench", description=main.__doc__)
-    parser.add_argument("--model", choices=MODEL_NAMES, default="tiny")
+    parser.add_argument("--model", choices=MODEL_NAMES, default="tiny-cnn")
     parser.add_argument("--batch-sizes", type=_parse_int_list, default=[1, 8, 32])
     parser.add_argument(
         "--methods",

@@ -216,7 +216,7 @@ def test_main_prints_the_table_and_writes_json(tmp_path, capsys):
     code = bench.main(
         [
             "--model",
-            "tiny",
+            "tiny-cnn",
             "--batch-sizes",
             "1,2",
             "--methods",
@@ -250,6 +250,6 @@ def test_main_prints_the_table_and_writes_json(tmp_path, capsys):
 
 def test_main_reports_bad_methods_without_a_traceback(capsys):
     with pytest.raises(SystemExit) as caught:
-        bench.main(["--model", "tiny", "--methods", "predict,turbo", "--repeats", "1"])
+        bench.main(["--model", "tiny-cnn", "--methods", "predict,turbo", "--repeats", "1"])
     assert caught.value.code == 2
     assert "unknown benchmark method" in capsys.readouterr().err

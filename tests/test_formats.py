@@ -236,7 +236,12 @@ def test_choose_format_unknown_target_lists_the_known_ones():
 
 
 def test_benchmark_command_prints_the_table_for_the_tiny_model(capsys, tmp_path):
-    assert formats_cli.main(["--model", "tiny", "--formats", "keras", "tflite-int8", "--workdir", str(tmp_path)]) == 0
+    assert (
+        formats_cli.main(
+            ["--model", "tiny-imagenet-cnn", "--formats", "keras", "tflite-int8", "--workdir", str(tmp_path)]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| keras |" in out and "| tflite-int8 |" in out
     assert "shipped sample images" in out

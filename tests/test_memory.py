@@ -303,7 +303,7 @@ def test_device_names_are_normalised():
 
 
 def test_main_prints_estimates_and_the_lecture_rule(capsys):
-    assert memory_cli.main(["--model", "tiny", "--batch-sizes", "1,4", "--measure"]) == 0
+    assert memory_cli.main(["--model", "tiny-cnn", "--batch-sizes", "1,4", "--measure"]) == 0
     out = capsys.readouterr().out
     assert "lecture total MiB" in out and "measured fn MiB" in out
     assert "tiny_cnn at batch size 4" in out

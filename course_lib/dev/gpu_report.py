@@ -46,7 +46,7 @@ class Plan:
 
 
 FULL = Plan("resnet50", (224, 224, 3), (1, 8, 32, 64, 128, 256), (1, 8, 32, 64), 5, 30, "mobilenetv2")
-DRY_RUN = Plan("tiny", (32, 32, 3), (1, 8), (1, 8), 1, 3, "tiny")
+DRY_RUN = Plan("dry-run-cnn", (32, 32, 3), (1, 8), (1, 8), 1, 3, "dry-run-cnn")
 
 
 def build_model(name: str, input_shape: tuple[int, ...]):
@@ -66,7 +66,7 @@ def build_model(name: str, input_shape: tuple[int, ...]):
     x = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(10, activation="softmax", dtype="float32")(x)
-    return keras.Model(inputs, outputs, name="tiny")
+    return keras.Model(inputs, outputs, name="dry_run_cnn")
 
 
 def device_section() -> dict:

@@ -36,7 +36,7 @@ def _measure(model: Any, input_shape: tuple[int, ...], batch_size: int) -> dict[
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the estimate next to the lecture's rule, and optionally a measurement on CPU:0."""
     parser = argparse.ArgumentParser(prog="python -m course_lib.memory", description=main.__doc__)
-    parser.add_argument("--model", choices=MODEL_NAMES, default="tiny")
+    parser.add_argument("--model", choices=MODEL_NAMES, default="tiny-cnn")
     parser.add_argument("--batch-sizes", default="1,8,32", help="comma-separated, e.g. 1,8,32")
     parser.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZER_SLOTS))
     parser.add_argument("--measure", action="store_true", help="measure peak growth on CPU:0 (or GPU:0 if present)")

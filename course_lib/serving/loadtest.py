@@ -1,6 +1,6 @@
 """Bounded load tests of the model server with locust, on 127.0.0.1 only.
 
-    python -m course_lib.serving.loadtest --scenario tiny --protocol rest --users 16 --run-time 20
+    python -m course_lib.serving.loadtest --scenario tiny-dense --protocol rest --users 16 --run-time 20
     python -m course_lib.serving.loadtest --scenario image --protocol grpc --users 32 --batching
     python -m course_lib.serving.loadtest --suite      # the runs recorded in docs/benchmarks.md
     python -m course_lib.serving.loadtest --model-timing --scenario image   # the model alone, by batch size
@@ -67,11 +67,11 @@ TABLE_HEADER = (
 
 
 def build_model(scenario: str, image_model: str = "mobilenet_v2"):
-    """The benchmark models: `tiny` (4 -> 16 -> 2 dense) or `image` (224x224x3 CNN)."""
+    """The benchmark models: `tiny-dense` (4 -> 16 -> 2 dense) or `image` (224x224x3 CNN)."""
     import keras
 
     keras.utils.set_random_seed(0)
-    if scenario == "tiny":
+    if scenario == "tiny-dense":
         inputs = keras.Input((4,), name="x")
         hidden = keras.layers.Dense(16, activation="relu", name="hidden")(inputs)
         return keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="probs")(hidden))
@@ -89,7 +89,7 @@ def build_model(scenario: str, image_model: str = "mobilenet_v2"):
         x = keras.layers.Conv2D(64, 3, strides=2, activation="relu")(x)
         x = keras.layers.GlobalAveragePooling2D()(x)
         return keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="probs")(x))
-    raise CourseError(f"Unknown scenario {scenario!r}: use tiny or image")
+    raise CourseError(f"Unknown scenario {scenario!r}: use tiny-dense or image")
 
 
 def _example_shape(spec: TensorSpecInfo, batch: int) -> tuple[int, ...]:
@@ -319,10 +319,10 @@ class SuiteRun:
 
 
 SUITE = [
-    SuiteRun("tiny", "rest", 16, False),
-    SuiteRun("tiny", "rest", 16, True),
-    SuiteRun("tiny", "grpc", 16, False),
-    SuiteRun("tiny", "grpc", 16, True),
+    SuiteRun("tiny-dense", "rest", 16, False),
+    SuiteRun("tiny-dense", "rest", 16, True),
+    SuiteRun("tiny-dense", "grpc", 16, False),
+    SuiteRun("tiny-dense", "grpc", 16, True),
     SuiteRun("image", "rest", 32, False, "small_cnn"),
     SuiteRun("image", "grpc", 32, False, "small_cnn"),
     SuiteRun("image", "grpc", 32, True, "small_cnn", max_batch_size=8, batch_threads=2),
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--scenario", choices=["tiny", "image"], default="tiny")
+    parser.add_argument("--scenario", choices=["tiny-dense", "image"], default="tiny-dense")
     parser.add_argument("--protocol", choices=["rest", "grpc"], default="rest")
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--run-time", type=int, default=20, help="seconds per run")

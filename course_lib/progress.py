@@ -3,6 +3,8 @@
 It runs each notebook you worked on (a copy, in a scratch folder: your file is never changed) and
 shows the points of the visible tests you pass now, and for each failing exercise the first line
 of its message. Hidden tests run only when the instructor grades, so the final score can be lower.
+Beside the points it shows which hints you asked for (`hints.hint("ex1")` in the notebook records them
+in `.hints-<notebook>.json` beside it, course_lib/hints.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 
+from course_lib.hints import read_record, record_path
 from course_lib.paths import KERNEL_NAME, course_root
 from course_lib.workspace import WORKSPACE
 
@@ -26,6 +29,21 @@ class ExerciseResult:
     earned: float
     possible: float
     message: str = ""
+    hints: str = ""  # the hint levels asked for this exercise, e.g. "1, 2"
+
+
+def hints_asked(path: Path) -> dict[str, list[int]]:
+    """The hint levels asked per exercise in the notebook at `path` (its record file beside it)."""
+    return read_record(record_path(path.parent, path.stem))
+
+
+def exercise_of(grade_id: str) -> str:
+    """The exercise a test cell belongs to, as the hints name it: "ex1" for "ex1-tests"."""
+    return grade_id.removesuffix("-tests")
+
+
+def describe_levels(levels: list[int]) -> str:
+    return ", ".join(map(str, levels))
 
 
 def is_test_cell(cell) -> bool:
@@ -62,9 +80,11 @@ def check_notebook(path: Path, kernel_name: str = KERNEL_NAME, timeout: int = 30
 
     nb = nbformat.read(path, as_version=4)
     name = path.stem
+    asked = hints_asked(path)
     if not started(nb):
         possible = sum(float(c.metadata["nbgrader"].get("points", 0)) for c in nb.cells if is_test_cell(c))
-        return [ExerciseResult(name, "(all)", 0.0, possible, "not started")]
+        summary = "; ".join(f"{ex}: {describe_levels(levels)}" for ex, levels in sorted(asked.items()))
+        return [ExerciseResult(name, "(all)", 0.0, possible, "not started", summary)]
     with tempfile.TemporaryDirectory(prefix="progress-") as workdir:
         NotebookClient(
             nb, kernel_name=kernel_name, timeout=timeout, allow_errors=True, resources={"metadata": {"path": workdir}}
@@ -75,14 +95,16 @@ def check_notebook(path: Path, kernel_name: str = KERNEL_NAME, timeout: int = 30
             meta = cell.metadata["nbgrader"]
             failure = first_failure(cell)
             points = float(meta.get("points", 0))
-            results.append(ExerciseResult(name, meta["grade_id"], 0.0 if failure else points, points, failure))
+            hints = describe_levels(asked.get(exercise_of(meta["grade_id"]), []))
+            results.append(ExerciseResult(name, meta["grade_id"], 0.0 if failure else points, points, failure, hints))
     return results
 
 
 def format_table(results: list[ExerciseResult]) -> str:
-    lines = ["| notebook | exercise | points | first failing message |", "|---|---|---:|---|"]
+    lines = ["| notebook | exercise | points | first failing message | hints asked |", "|---|---|---:|---|---|"]
     lines.extend(
-        f"| {r.notebook} | {r.exercise} | {r.earned:g} / {r.possible:g} | {r.message[:100]} |" for r in results
+        f"| {r.notebook} | {r.exercise} | {r.earned:g} / {r.possible:g} | {r.message[:100]} | {r.hints or '-'} |"
+        for r in results
     )
     earned, possible = sum(r.earned for r in results), sum(r.possible for r in results)
     lines.append(

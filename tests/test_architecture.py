@@ -32,7 +32,8 @@ LAYERS = {
     "cgroups": 1,
     "shapes": 1,
     "checks": 1,
-    "data": 1,  # facts and checks, no TensorFlow at import
+    "data": 1,
+    "hints": 1,  # facts and checks, no TensorFlow at import
     "devices": 2,
     "classifier": 2,  # TensorFlow's runtime and the course's classifier
     "bench": 3,

@@ -1,5 +1,7 @@
-"""`python -m course_lib progress`: visible-test points per exercise, with the first failing message."""
+"""`python -m course_lib progress`: visible-test points per exercise, the first failing message, the hints asked."""
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +10,7 @@ import nbformat
 import pytest
 
 from course_lib.dev.grading import CourseDirectory, fill_answers
+from course_lib.hints import Hints
 from course_lib.progress import check_notebook
 
 FIXTURES = Path(__file__).parent / "fixtures" / "classroom"
@@ -39,6 +42,9 @@ def test_points_and_first_failing_message_per_exercise(released, tmp_path):
     wrong.source = "def mean_latency_ms(seconds):\n    return sum(seconds) / len(seconds)"
     path = tmp_path / f"{ASSIGNMENT}.ipynb"
     nbformat.write(work, path)
+    hints = Hints(ASSIGNMENT, {"ex1": ["idea", "API", "example"], "ex3": ["idea", "API"]}, folder=tmp_path)
+    for exercise in ("ex1", "ex1", "ex3"):
+        hints.hint(exercise)  # what a student's `hints.hint(...)` calls record beside the notebook
     before = path.read_bytes()
     results = {r.exercise: r for r in check_notebook(path)}
     assert path.read_bytes() == before, "progress must never change the student's file"
@@ -46,20 +52,34 @@ def test_points_and_first_failing_message_per_exercise(released, tmp_path):
     assert results["ex2-tests"].earned == 0 and results["ex2-tests"].message.startswith("NotImplementedError")
     assert results["ex3-tests"].earned == 0
     assert results["ex3-tests"].message.startswith("AssertionError: mean_latency_ms([0.001, 0.003]): expected 2.0")
+    assert {ex: r.hints for ex, r in results.items()} == {"ex1-tests": "1, 2", "ex2-tests": "", "ex3-tests": "1"}
+
+
+def test_a_notebook_not_started_still_shows_the_hints_asked(released, tmp_path):
+    course, *_ = released
+    path = tmp_path / f"{ASSIGNMENT}.ipynb"
+    shutil.copy(course.student_notebook(ASSIGNMENT), path)
+    (tmp_path / f".hints-{ASSIGNMENT}.json").write_text(json.dumps({"asked": {"ex2": [1], "ex1": [1, 2, 3]}}))
+    (result,) = check_notebook(path)
+    assert (result.message, result.hints) == ("not started", "ex1: 1, 2, 3; ex2: 1")
 
 
 def test_the_command_prints_a_table_and_survives_a_broken_file(released, tmp_path):
     course, *_ = released
     broken = tmp_path / "broken.ipynb"
     broken.write_text("{ not json")
+    untouched = tmp_path / "untouched" / f"{ASSIGNMENT}.ipynb"
+    untouched.parent.mkdir()
+    shutil.copy(course.student_notebook(ASSIGNMENT), untouched)
+    (untouched.parent / f".hints-{ASSIGNMENT}.json").write_text(json.dumps({"asked": {"ex3": [1, 2]}}))
     result = subprocess.run(
-        [sys.executable, "-m", "course_lib", "progress", str(course.student_notebook(ASSIGNMENT)), str(broken)],
+        [sys.executable, "-m", "course_lib", "progress", str(untouched), str(broken)],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f"| {ASSIGNMENT} | (all) | 0 / 6 | not started |" in result.stdout
-    assert "| broken | (notebook) | 0 / 0 | could not run" in result.stdout
+    assert f"| {ASSIGNMENT} | (all) | 0 / 6 | not started | ex3: 1, 2 |" in result.stdout
+    assert "| broken | (notebook) | 0 / 0 | could not run" in result.stdout and "| hints asked |" in result.stdout
     assert "Visible tests passed: 0 of 6 points" in result.stdout

@@ -1,6 +1,7 @@
 """Every solution notebook follows the anatomy in docs/authoring.md (checked without running it)."""
 
 import ast
+import re
 
 import nbformat
 import pytest
@@ -55,3 +56,92 @@ def _is_call(node) -> bool:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_has_deterministic_reference_cells(path):
     assert any(is_reference_cell(c) for c in load(path).cells), "mark at least one deterministic cell for nbval"
+
+
+# --- Measured quantities in prose name their source (issue 16) -------------------------------------
+# A number with a unit of time, memory, throughput or a ratio is a *measured* claim when its sentence
+# says something was measured (took, costs, p50, latency, faster, ...). Such a sentence passes only
+# when its cell names where the number comes from: this run, a section of docs/, a link, an issue.
+_NUMBER = r"(?<![\w.])~?\d(?:[\d,]*\d)?(?:\.\d+)?"
+_RANGE = rf"{_NUMBER}(?:\s?(?:-|\u2013|to)\s?{_NUMBER})?\s?"
+_TIME = re.compile(rf"{_RANGE}(?:ms|µs|us|ns|s|secs?|seconds?|minutes?|min)(?![\w/])")
+_MEMORY = re.compile(rf"{_RANGE}(?:[KMGT]i?B|kB)(?![\w/])")
+_SHARE = re.compile(rf"{_RANGE}(?:%|x|\u00d7)(?![\w/])")
+# Always a measurement: a rate ("511 req/s") or a ratio claim ("3x faster", "2.5 times slower").
+_RATE = re.compile(rf"{_RANGE}(?:img|images|req|requests|items|samples|tokens)/s\b", re.IGNORECASE)
+_RATIO_CLAIM = re.compile(rf"{_NUMBER}\s?(?:x|\u00d7|times)\s+(?:faster|slower|quicker|speed-?up)", re.IGNORECASE)
+# The words that make a time, a share or a memory size a measurement rather than a setting or a fact.
+_TIME_CUE = re.compile(
+    r"\b(?:took|costs?|costing|ran|measured|timed|latency|latencies|throughput|overhead|faster|slower"
+    r"|speed-?ups?|p50|p95|p99|median|wall)\b",
+    re.IGNORECASE,
+)
+_MEMORY_CUE = re.compile(r"\b(?:took|measured|peak|held|RSS|used|grew)\b", re.IGNORECASE)
+_SOURCE = re.compile(
+    r"docs/[\w./-]+\.md|https?://|\]\(|\b[\w.-]+#\d+\b"  # a document, a link, an issue (keras#19458)
+    r"|\bmeasure(?:d|ments?)\s+(?:above|below|here|in this)|\bthis run\b|\byour (?:own )?(?:table|numbers|run)"
+    r"|\bon this machine\b|\bprinted (?:above|below)|\bthe (?:table|output|cell) (?:above|below)",
+    re.IGNORECASE,
+)
+# Not measurements: the lecture's own claims (attributed in the sentence), arithmetic on given numbers
+# ("8 / 0.0115 ≈ 696 items/s"), shapes ("224x224"), and worked examples in a hint.
+_ATTRIBUTED_TO_LECTURE = re.compile(r"\blecture", re.IGNORECASE)
+_ARITHMETIC = re.compile(r"\d\s*(?:[/\u00d7*=≈+]|\s-\s)\s*\d")
+_EXAMPLE_HINT = re.compile(r"<details>\s*<summary>[^<]*example[^<]*</summary>.*?</details>", re.IGNORECASE | re.DOTALL)
+_CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n\s*\n|\n\s*(?=[-*|#]|\d+\.\s)")
+
+
+def unsourced_measurements(markdown: str) -> list[str]:
+    """The sentences of one markdown cell that state a measured quantity while the cell names no source."""
+    if _SOURCE.search(markdown):
+        return []
+    prose = _CODE.sub("`code`", _EXAMPLE_HINT.sub("", markdown))
+    prose = re.sub(r"\*\*Time:\*\*[^.]*\.", "", prose)  # the notebook's estimated duration
+    offenders = []
+    for sentence in _SENTENCE_END.split(prose):
+        sentence = " ".join(sentence.split())
+        if not sentence or _ATTRIBUTED_TO_LECTURE.search(sentence) or _ARITHMETIC.search(sentence):
+            continue
+        text = re.sub(r"\d+\s?[x\u00d7]\s?\d+(?:\s?[x\u00d7]\s?\d+)*", "", sentence)  # shapes: 224x224x3
+        time_cue, memory_cue = _TIME_CUE.search(text), _MEMORY_CUE.search(text)
+        if (
+            _RATE.search(text)
+            or _RATIO_CLAIM.search(text)
+            or ((_TIME.search(text) or _SHARE.search(text)) and time_cue)
+            or (_MEMORY.search(text) and memory_cue)
+        ):
+            offenders.append(sentence)
+    return offenders
+
+
+def test_measurement_rule_tells_claims_from_facts():
+    assert unsourced_measurements("`predict` costs ~50 ms per call on Keras 3.")
+    assert unsourced_measurements("the same call took about 14 ms alone and 90 to 130 ms next to other jobs")
+    assert unsourced_measurements("XLA is 3x faster here.")
+    assert unsourced_measurements("Throughput reached 696 img/s at batch 8 (p50).")
+    assert not unsourced_measurements("`predict` costs about 40 ms per call (docs/benchmarks.md, 2-core VM).")
+    assert not unsourced_measurements("It took 12 ms in this run.")
+    assert not unsourced_measurements("Fixed in [keras#19458](https://github.com/keras-team/keras/pull/1): 2x faster")
+    assert not unsourced_measurements('The lecture promises "~2x faster inference".')
+    assert not unsourced_measurements("ResNet50 takes 224x224 images and has 25,636,712 parameters, about 98 MiB.")
+    assert not unsourced_measurements("8 items in 11.5 ms is 8 / 0.0115 ≈ 696 items/s.")
+    assert not unsourced_measurements("Answer within 5 seconds; a float32 takes 4 bytes.")
+    assert not unsourced_measurements("**Time:** about 45 minutes. **Hardware:** a CPU is enough.")
+    assert not unsourced_measurements("Use `time.sleep(0.05)  # 50 ms took`.")
+    assert not unsourced_measurements(
+        "<details><summary>Hint 3: a worked example</summary>\nIt took 7 ms, so 2x faster.</details>"
+    )
+
+
+def test_measured_quantities_in_prose_name_their_source():
+    """Every number in prose is measured in this run (rendered from variables) or quoted with its source."""
+    offenders = []
+    for path in NOTEBOOKS:
+        for index, cell in enumerate(load(path).cells):
+            if cell.cell_type == "markdown":
+                offenders += [f"{path.stem} cell {index}: {s}" for s in unsourced_measurements(cell.source)]
+    assert not offenders, (
+        "measured quantities without a source (render them from this run's variables with "
+        "IPython.display.Markdown, or quote docs/benchmarks.md with its machine):\n" + "\n".join(offenders)
+    )

@@ -16,6 +16,7 @@ cannot be written never stops the notebook: the record then stays in memory, and
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import tempfile
@@ -75,7 +76,8 @@ class Hints:
             if isinstance(ladder, str) or not ladder or not all(isinstance(t, str) and t.strip() for t in ladder):
                 raise HintError(f"{notebook}, {exercise}: the hints must be a list of non-empty strings, one per level")
         self.notebook = notebook
-        self.ladders = {exercise: list(ladder) for exercise, ladder in ladders.items()}
+        # Texts may be indented triple-quoted strings: cleandoc strips the indentation and the blank first line.
+        self.ladders = {exercise: [inspect.cleandoc(text) for text in ladder] for exercise, ladder in ladders.items()}
         self.path = record_path(Path.cwd() if folder is None else folder, notebook)
         self.saved = True  # False once the record could not be written: it is then kept in memory only
         self._error = ""

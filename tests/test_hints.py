@@ -162,3 +162,16 @@ def test_in_ipython_the_hint_is_markdown(hints, monkeypatch):
     hints.hint("ex2")
     (markdown,) = shown
     assert isinstance(markdown, IPython.display.Markdown) and "only hint of two" in str(markdown.data)
+
+
+def test_indented_triple_quoted_texts_are_shown_without_their_indentation(tmp_path, capsys):
+    text = """
+        A first line.
+
+        ```python
+        if x:
+            y()
+        ```
+        """
+    Hints("99-demo", {"ex1": [text]}, folder=tmp_path).hint("ex1")
+    assert "\n\nA first line.\n\n```python\nif x:\n    y()\n```" in capsys.readouterr().out

@@ -78,3 +78,40 @@ def check_raises(function: Any, exception: type[BaseException], name: str, hint:
     except Exception as error:  # reported to the student, not swallowed
         _fail(f"{name}: expected {exception.__name__}, but it raised {type(error).__name__}: {error}", hint)
     _fail(f"{name}: expected {exception.__name__}, but nothing was raised", hint)
+
+
+def _same(actual: Any, expected: Any, rtol: float, atol: float) -> bool:
+    """Equal, with a tolerance for numbers and arrays (tensors included, through numpy)."""
+    if isinstance(expected, str | bytes | bool | type(None)) or isinstance(actual, str | bytes):
+        return type(actual) is type(expected) and actual == expected
+    try:
+        actual_array = np.asarray(actual, dtype=np.float64)
+        expected_array = np.asarray(expected, dtype=np.float64)
+    except (TypeError, ValueError):
+        return actual == expected
+    return actual_array.shape == expected_array.shape and bool(
+        np.allclose(actual_array, expected_array, rtol=rtol, atol=atol)
+    )
+
+
+def check_answer(
+    actual: Any,
+    expected: Any,
+    name: str,
+    mistakes: Iterable[tuple[Any, str]] = (),
+    hint: str | None = None,
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+) -> None:
+    """Fail without printing `expected`: for a value the student must compute, not copy from the message.
+
+    `mistakes` pairs the wrong answers students commonly give (the mean where the median belongs,
+    a reshape where a transpose belongs) with what went wrong; a match is named in the message.
+    """
+    if _same(actual, expected, rtol, atol):
+        return
+    for wrong, diagnosis in mistakes:
+        if _same(actual, wrong, rtol, atol):
+            _fail(f"{name} is not right: {diagnosis}", hint)
+    shown = f"{actual!r:.80}" if np.size(actual) <= 6 else f"an array of shape {np.shape(actual)}"
+    _fail(f"{name} is not right (got {shown})", hint)

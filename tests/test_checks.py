@@ -57,3 +57,30 @@ def test_check_raises_distinguishes_wrong_and_missing_exceptions():
         checks.check_raises(lambda: 1, ValueError, "parse")
     with pytest.raises(AssertionError, match="but it raised KeyError"):
         checks.check_raises(lambda: {}["k"], ValueError, "parse")
+
+
+def test_check_answer_never_prints_the_expected_value():
+    checks.check_answer(2.0000000001, 2.0, "median")
+    checks.check_answer(np.array([1.0, 2.0]), [1.0, 2.0], "row")
+    with pytest.raises(AssertionError) as failure:
+        checks.check_answer(3.5, 176928, "activation bytes")
+    assert "176928" not in str(failure.value) and "3.5" in str(failure.value)
+
+
+def test_check_answer_names_a_known_mistake():
+    with pytest.raises(AssertionError, match="the mean, not the median"):
+        checks.check_answer(2.5, 2.0, "p50", mistakes=[(2.5, "you took the mean, not the median")])
+    with pytest.raises(AssertionError, match="a reshape keeps the memory order"):
+        checks.check_answer(
+            np.arange(6).reshape(3, 2),
+            np.arange(6).reshape(2, 3).T,
+            "nhwc",
+            [(np.arange(6).reshape(3, 2), "a reshape keeps the memory order")],
+        )
+
+
+def test_check_answer_does_not_take_a_string_for_a_number():
+    with pytest.raises(AssertionError):
+        checks.check_answer("2", 2, "count")
+    with pytest.raises(AssertionError):
+        checks.check_answer(True, "yes", "flag")

@@ -20,7 +20,7 @@ COURSE_DIR ?= $(HOME)/tf-course-grading
 SOURCES    ?= $(CURDIR)/solutions
 CLASSROOM   = $(PY) -m course_lib.dev.classroom --course $(COURSE_DIR) --sources $(SOURCES)
 
-.PHONY: help venv kernel notebooks lab fresh test lint strip refresh lock doctor clean \
+.PHONY: help venv kernel notebooks lab fresh test lint strip refresh lock doctor clean mutants \
         course generate grade feedback grades formgrader progress gpu-report binder-check binder-badge currency
 
 # GPU CI and lab VMs: every notebook with QUICK=False plus the measured report (DRY_RUN=1: CPU sizes).
@@ -38,6 +38,7 @@ help:
 	@echo "make binder-check [NOTEBOOKS=..] [OUT=..]   every notebook under Binder's 2 GB / 1 CPU (root: a cgroup)"
 	@echo "make binder-badge   point the README's Binder badge at this repository's GitHub remote"
 	@echo "make currency [CURRENCY_OUT=results/...]   every notebook and the suite on the newest TensorFlow and Keras"
+	@echo "make mutants   authors: how many wrong answers the graded tests catch (docs/mutation-scores.json)"
 	@echo "make lint | strip | refresh NB=... | doctor | lock | clean"
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
@@ -153,6 +154,11 @@ binder-check: $(STAMP)
 # After publishing on GitHub: fill the README's Binder badge from `git remote get-url origin`.
 binder-badge: $(STAMP)
 	$(PY) -m course_lib.dev.binder_badge
+
+# Mutation testing of the graded exercises (issue 16): how many one-slip wrong answers the tests catch,
+# per notebook, recorded with which exercises call TensorFlow. A test fails when the record is stale.
+mutants: $(STAMP)
+	$(PY) -m course_lib.dev.mutants --all --record docs/mutation-scores.json
 
 # The newest TensorFlow and Keras (release candidates included) in a venv of their own (.currency-venv),
 # every notebook and the suite on them: report.md and report.json say what breaks. The pins stay as they are.

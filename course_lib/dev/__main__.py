@@ -21,6 +21,7 @@ COMMANDS: Commands = {
     "binder-badge": ("course_lib.dev.binder_badge", "main", "point the README's Binder badge at the remote"),
     "quota-threads": ("course_lib.dev.quota_threads", "main", "CPU quota against TensorFlow's thread count"),
     "lab-startup": ("course_lib.dev.lab_startup", "main", "how long `make lab` takes to serve JupyterLab"),
+    "mutants": ("course_lib.dev.mutants", "main", "how many wrong answers the graded tests catch (make mutants)"),
     "currency": ("course_lib.dev.currency", "main", "the course against the newest TensorFlow and Keras"),
 }
 

@@ -10,6 +10,7 @@ in `.hints-<notebook>.json` beside it, course_lib/hints.py).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -97,6 +98,66 @@ def check_notebook(path: Path, kernel_name: str = KERNEL_NAME, timeout: int = 30
             points = float(meta.get("points", 0))
             hints = describe_levels(asked.get(exercise_of(meta["grade_id"]), []))
             results.append(ExerciseResult(name, meta["grade_id"], 0.0 if failure else points, points, failure, hints))
+    return results
+
+
+def saved_results(path: Path) -> list[ExerciseResult]:
+    """Each exercise as the saved notebook shows it: the outputs of the test cells the student ran.
+
+    Nothing is executed: this is what `show()` reports from inside the notebook, in a second. A test
+    cell that ran without an error earned its visible points; one never run says so.
+    """
+    nb = nbformat.read(path, as_version=4)
+    asked = hints_asked(path)
+    results = []
+    for cell in nb.cells:
+        if is_test_cell(cell):
+            meta = cell.metadata["nbgrader"]
+            points = float(meta.get("points", 0))
+            ran = cell.get("execution_count") is not None
+            failure = first_failure(cell) if ran else "not run yet (or not saved since it ran)"
+            hints = describe_levels(asked.get(exercise_of(meta["grade_id"]), []))
+            results.append(
+                ExerciseResult(path.stem, meta["grade_id"], 0.0 if failure else points, points, failure, hints)
+            )
+    return results
+
+
+def current_notebook(folder: Path | None = None) -> Path | None:
+    """The notebook this kernel runs: Jupyter Server names it in JPY_SESSION_NAME; else <folder>/<folder>.ipynb."""
+    session = os.environ.get("JPY_SESSION_NAME", "")
+    if session.endswith(".ipynb"):
+        candidate = Path(session)
+        if not candidate.is_absolute():
+            candidate = (folder or Path.cwd()) / candidate.name
+        if candidate.is_file():
+            return candidate
+    folder = folder or Path.cwd()
+    candidate = folder / f"{folder.name}.ipynb"
+    return candidate if candidate.is_file() else None
+
+
+def show(notebook: str | os.PathLike[str] | None = None) -> list[ExerciseResult]:
+    """In a notebook: which exercises pass and which hints you asked for, from your last save.
+
+    Save first (Ctrl+S): the table reads the saved file. `make progress` runs your notebooks afresh.
+    """
+    path = Path(notebook) if notebook else current_notebook()
+    if path is None or not path.is_file():
+        print(f"no saved notebook found in {Path.cwd()}: pass its path, e.g. show('03-model-formats.ipynb')")
+        return []
+    results = saved_results(path)
+    table = format_table(results).replace("first failing message", "first failing message (from your last save)")
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+
+        if get_ipython() is not None:
+            display(Markdown(table))
+            return results
+    except ImportError:  # plain Python: print it
+        pass
+    print(table)
     return results
 
 

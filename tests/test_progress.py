@@ -83,3 +83,49 @@ def test_the_command_prints_a_table_and_survives_a_broken_file(released, tmp_pat
     assert f"| {ASSIGNMENT} | (all) | 0 / 6 | not started | ex3: 1, 2 |" in result.stdout
     assert "| broken | (notebook) | 0 / 0 | could not run" in result.stdout and "| hints asked |" in result.stdout
     assert "Visible tests passed: 0 of 6 points" in result.stdout
+
+
+def test_show_in_the_notebook_reads_the_saved_outputs_without_running_anything(released, tmp_path, monkeypatch, capsys):
+    from nbclient import NotebookClient
+
+    from course_lib.progress import show
+
+    _, student, solution = released
+    folder = tmp_path / ASSIGNMENT
+    folder.mkdir()
+    nbformat.write(fill_answers(student, solution, skip={"ex2-answer"}), folder / f"{ASSIGNMENT}.ipynb")
+    work = nbformat.read(folder / f"{ASSIGNMENT}.ipynb", as_version=4)
+    NotebookClient(
+        work, kernel_name="tf-course", allow_errors=True, resources={"metadata": {"path": str(folder)}}
+    ).execute()
+    last_test = max(
+        i for i, c in enumerate(work.cells) if c.metadata.get("nbgrader", {}).get("grade_id", "").endswith("-tests")
+    )
+    work.cells[last_test].execution_count = None  # the student never ran the last test cell
+    work.cells[last_test].outputs = []
+    nbformat.write(work, folder / f"{ASSIGNMENT}.ipynb")
+    Hints(ASSIGNMENT, {"ex2": ["idea", "API"]}, folder=folder).hint("ex2")
+    capsys.readouterr()
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    results = {r.exercise: r for r in show()}
+    assert results["ex1-tests"].earned == results["ex1-tests"].possible > 0
+    assert results["ex2-tests"].earned == 0 and results["ex2-tests"].message.startswith("NotImplementedError")
+    assert results["ex2-tests"].hints == "1"
+    last = work.cells[last_test].metadata["nbgrader"]["grade_id"]
+    assert results[last].earned == 0 and results[last].message.startswith("not run yet")
+    assert "| tiny-assignment | ex2-tests | 0 / " in capsys.readouterr().out
+    # Jupyter Server names the notebook of a kernel in JPY_SESSION_NAME: a renamed copy is found by it.
+    (folder / "renamed.ipynb").write_bytes((folder / f"{ASSIGNMENT}.ipynb").read_bytes())
+    (folder / f"{ASSIGNMENT}.ipynb").unlink()
+    monkeypatch.setenv("JPY_SESSION_NAME", str(folder / "renamed.ipynb"))
+    assert {r.exercise for r in show()} == set(results)
+
+
+def test_show_without_a_saved_notebook_says_what_to_pass(tmp_path, monkeypatch, capsys):
+    from course_lib.progress import show
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    assert show() == []
+    assert "no saved notebook found" in capsys.readouterr().out

@@ -39,6 +39,22 @@ if not os.path.exists(CHROMIUM):
     )
 
 
+DIAGRAMS = "diagrams.ipynb"  # every Mermaid diagram of the course, one per cell, to render in the browser
+MERMAID = re.compile(r"```mermaid\n.*?```", re.S)
+
+
+def diagrams_notebook() -> nbformat.NotebookNode:
+    """A notebook of the Mermaid blocks found in every solution notebook's markdown."""
+    blocks = [
+        block
+        for path in sorted((REPO / "solutions").glob("*/*.ipynb"))
+        for cell in nbformat.read(path, as_version=4).cells
+        if cell.cell_type == "markdown"
+        for block in MERMAID.findall(cell.source)
+    ]
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(block) for block in blocks])
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     port = free_port()
@@ -48,6 +64,7 @@ def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser-root")
     (root / Path(NOTEBOOK).parent).mkdir(parents=True)
     nbformat.write(strip_notebook(nbformat.read(REPO / NOTEBOOK, as_version=4), keep_references=False), root / NOTEBOOK)
+    nbformat.write(diagrams_notebook(), root / DIAGRAMS)
     env = {**os.environ, "HOME": str(home), "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
     url = f"http://127.0.0.1:{port}"
     with running_server(
@@ -167,3 +184,28 @@ def test_notebook_01_runs_in_chromium_without_errors(lab):
     assert errors == [], errors[:1]
     text = "".join(o.get("text", "") for c in code_cells for o in c.outputs)
     assert "TF 2.21" in text  # the setup cell's one-line environment report
+
+
+@pytest.mark.slow  # a browser renders the course's diagrams in JupyterLab
+def test_every_mermaid_diagram_renders_in_jupyterlab(lab):
+    from playwright.sync_api import sync_playwright
+
+    lab, _ = lab
+    expected = len(diagrams_notebook().cells)
+    assert expected >= 4, "issue 16 asks for at least four diagrams"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        # Tall enough that JupyterLab's windowed notebook renders every cell.
+        page = browser.new_page(viewport={"width": 1400, "height": 6000})
+        page.goto(f"{lab}/lab/tree/{DIAGRAMS}?token=browser")
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+        deadline = time.monotonic() + 60
+        while page.locator(".jp-RenderedMermaid svg").count() < expected and time.monotonic() < deadline:
+            time.sleep(0.5)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "diagrams.png"), full_page=True)
+        rendered = page.locator(".jp-RenderedMermaid svg").count()
+        warnings = page.locator(".jp-RenderedMermaid.jp-mod-warning").all_inner_texts()
+        browser.close()
+    assert warnings == [], f"Mermaid could not render: {warnings[:1]}"
+    assert rendered == expected, f"{rendered} of {expected} diagrams rendered as SVG"

@@ -145,3 +145,44 @@ def test_measured_quantities_in_prose_name_their_source():
         "measured quantities without a source (render them from this run's variables with "
         "IPython.display.Markdown, or quote docs/benchmarks.md with its machine):\n" + "\n".join(offenders)
     )
+
+
+# Okabe & Ito's palette (distinguishable with every common colour-vision deficiency), black and white.
+COLOUR_BLIND_SAFE = {"#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7", "#000000", "#ffffff"}
+MERMAID = re.compile(r"```mermaid\n(.*?)```", re.S)
+# Issue 16 item 5: where a picture explains better than prose.
+DIAGRAMS = {
+    "01-tensorflow-and-keras": "eager vs traced: what retraces",
+    "03-model-formats": "the anatomy of a SavedModel folder",
+    "06-serving": "the serving request path",
+    "10-resource-estimation": "a GPU memory breakdown",
+}
+
+
+def _six_digits(colour):
+    """#rgb as #rrggbb (#000 is #000000)."""
+    return colour if len(colour) == 7 else "#" + "".join(2 * digit for digit in colour[1:])
+
+
+def mermaid_diagrams(path):
+    """(markdown cell source, diagram text) for every Mermaid block of a notebook."""
+    return [
+        (c.source, block) for c in load(path).cells if c.cell_type == "markdown" for block in MERMAID.findall(c.source)
+    ]
+
+
+@pytest.mark.parametrize("assignment", DIAGRAMS)
+def test_notebook_has_its_diagram(assignment):
+    path = REPO_ROOT / "solutions" / assignment / f"{assignment}.ipynb"
+    assert mermaid_diagrams(path), f"{assignment} should have a Mermaid diagram of {DIAGRAMS[assignment]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_diagrams_use_colour_blind_safe_colours_and_have_alt_text(path):
+    for markdown, diagram in mermaid_diagrams(path):
+        colours = {_six_digits(c.lower()) for c in re.findall(r"#(?:[0-9a-fA-F]{6}|[0-9a-fA-F]{3})\b", diagram)}
+        assert colours <= COLOUR_BLIND_SAFE, (
+            f"{path.stem}: colours outside the Okabe-Ito palette: {colours - COLOUR_BLIND_SAFE}"
+        )
+        described = MERMAID.sub("", markdown).strip()
+        assert len(described.split()) >= 8, f"{path.stem}: say in a sentence what the diagram shows (alt text)"

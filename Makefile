@@ -158,7 +158,7 @@ binder-badge: $(STAMP)
 # Mutation testing of the graded exercises (issue 16): how many one-slip wrong answers the tests catch,
 # per notebook, recorded with which exercises call TensorFlow. A test fails when the record is stale.
 mutants: $(STAMP)
-	$(PY) -m course_lib.dev.mutants --all --record docs/mutation-scores.json
+	$(PY) -m course_lib.dev.mutants --all --record docs/mutation-scores.json --tables docs/benchmarks.md
 
 # The newest TensorFlow and Keras (release candidates included) in a venv of their own (.currency-venv),
 # every notebook and the suite on them: report.md and report.json say what breaks. The pins stay as they are.

@@ -1,10 +1,13 @@
 """The mutation check: the slips it makes, and that it tells weak test cells from strong ones."""
 
+import json
+
 import nbformat
 import pytest
 
-from course_lib.dev.mutants import exercise_digest, format_report, score_notebook
+from course_lib.dev.mutants import TARGET, exercise_digest, format_report, markdown_tables, score_notebook
 from course_lib.dev.mutations import mutants, solution_lines, uses_tensorflow
+from course_lib.paths import REPO_ROOT, assignment_ids
 
 ANSWER = '''import numpy as np
 
@@ -96,3 +99,28 @@ def test_the_digest_follows_exercise_cells_not_prose():
     assert exercise_digest(nb) == before
     nb.cells[2].source += "\nassert p50([5]) == 5.0"
     assert exercise_digest(nb) != before
+
+
+RECORD = REPO_ROOT / "docs" / "mutation-scores.json"
+
+
+def test_the_recorded_mutation_scores_are_current_and_meet_the_targets():
+    """Issue 16: >= 85% of the mutants killed in every notebook, >= 2/3 of the exercises call TensorFlow."""
+    record = json.loads(RECORD.read_text())
+    stale = [
+        a
+        for a in assignment_ids()
+        if record.get(a, {}).get("digest")
+        != exercise_digest(nbformat.read(REPO_ROOT / "solutions" / a / f"{a}.ipynb", as_version=4))
+    ]
+    assert not stale, f"exercises changed since `make mutants` recorded them: {stale}; run it and commit the record"
+    below = {a: record[a]["score"] for a in assignment_ids() if record[a]["score"] < TARGET}
+    assert not below, f"notebooks whose tests catch fewer than {TARGET:.0%} of the mutants: {below}"
+    share = sum(record[a]["use_tensorflow"] for a in assignment_ids()) / sum(
+        record[a]["exercises"] for a in assignment_ids()
+    )
+    assert share >= 2 / 3, f"only {share:.0%} of the autograded exercises call TensorFlow"
+    benchmarks = (REPO_ROOT / "docs" / "benchmarks.md").read_text()
+    assert markdown_tables({a: record[a] for a in assignment_ids()}) in benchmarks, (
+        "docs/benchmarks.md: run make mutants"
+    )

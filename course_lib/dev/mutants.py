@@ -8,7 +8,7 @@ A mutant that hangs past the timeout counts as killed (a student would get no po
 the kernel is restarted and replayed up to that point.
 
     tf-course-dev mutants solutions/03-model-formats/03-model-formats.ipynb
-    tf-course-dev mutants --all --record docs/mutation-scores.json   # every notebook, recorded
+    make mutants   # every notebook: docs/mutation-scores.json and the tables in docs/benchmarks.md
 
 The record holds, per notebook, the score, which exercises call TensorFlow, and a digest of the
 exercise cells, so a test can tell when it is stale (an exercise changed and nobody re-ran this).
@@ -44,6 +44,7 @@ class ExerciseScore:
     exercise: str
     points: float
     uses_tensorflow: bool
+    title: str = ""
     mutants: int = 0
     killed: int = 0
     survivors: list[str] = field(default_factory=list)
@@ -90,6 +91,15 @@ class Kernel:
         self.manager.shutdown_kernel(now=True)
 
 
+def _exercise_title(markdown: str) -> str:
+    """The heading of an exercise's task ("Exercise 2 (2 points): latency statistics"), or ""."""
+    for line in markdown.splitlines():
+        heading = line.lstrip("#").strip()
+        if line.startswith("#") and heading.lower().startswith("exercise"):
+            return heading
+    return ""
+
+
 def _grade_id(cell: nbformat.NotebookNode) -> str:
     return cell.metadata.get("nbgrader", {}).get("grade_id", "")
 
@@ -104,12 +114,15 @@ def score_notebook(path: Path, kernel_name: str = KERNEL_NAME, timeout: float = 
     with tempfile.TemporaryDirectory(prefix="mutants-") as cwd:
         kernel = Kernel(kernel_name, Path(cwd), timeout)
         try:
+            title = ""
             for cell in notebook.cells:
-                if cell.cell_type != "code":
+                if cell.cell_type == "markdown":
+                    title = _exercise_title(cell.source) or title
                     continue
                 exercise = tests_of.get(_grade_id(cell))
                 if exercise is not None and exercise.points > 0:
                     scores.append(_try_mutants(kernel, cell.source, exercise, cell_of, replay))
+                    scores[-1].title = title
                 kernel.run(cell.source)
                 replay.append(cell.source)
         finally:
@@ -168,11 +181,52 @@ def record_entry(path: Path, scores: list[ExerciseScore], seconds: float) -> dic
     }
 
 
+BEGIN_TABLE, END_TABLE = "<!-- mutation-scores: begin (make mutants writes this) -->", "<!-- mutation-scores: end -->"
+
+
+def markdown_tables(record: dict) -> str:
+    """The record as docs/benchmarks.md shows it: per notebook, then per exercise."""
+    lines = [
+        "| notebook | mutants killed | score | exercises calling TensorFlow |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, entry in sorted(record.items()):
+        lines.append(
+            f"| {name} | {entry['killed']} / {entry['mutants']} | {entry['score']:.0%} | "
+            f"{entry['use_tensorflow']} of {entry['exercises']} |"
+        )
+    exercises_total = sum(e["exercises"] for e in record.values())
+    tensorflow_total = sum(e["use_tensorflow"] for e in record.values())
+    killed, total = sum(e["killed"] for e in record.values()), sum(e["mutants"] for e in record.values())
+    lines.append(
+        f"| **all** | {killed} / {total} | {killed / max(total, 1):.0%} | "
+        f"{tensorflow_total} of {exercises_total} ({tensorflow_total / max(exercises_total, 1):.0%}) |"
+    )
+    lines += ["", "| notebook | exercise | calls TensorFlow | mutants killed |", "|---|---|:---:|---:|"]
+    for name, entry in sorted(record.items()):
+        for row in entry["by_exercise"]:
+            title = row.get("title") or row["exercise"]
+            tensorflow = "yes" if row["uses_tensorflow"] else "no"
+            lines.append(f"| {name} | {title} | {tensorflow} | {row['killed']} / {row['mutants']} |")
+    return "\n".join(lines)
+
+
+def write_tables(markdown_path: Path, record: dict) -> None:
+    """Replace the generated section of docs/benchmarks.md (between its markers) with the record's tables."""
+    text = markdown_path.read_text()
+    if BEGIN_TABLE not in text or END_TABLE not in text:
+        raise SystemExit(f"{markdown_path} has no '{BEGIN_TABLE}' ... '{END_TABLE}' section to write into")
+    head, rest = text.split(BEGIN_TABLE, 1)
+    _, tail = rest.split(END_TABLE, 1)
+    markdown_path.write_text(f"{head}{BEGIN_TABLE}\n{markdown_tables(record)}\n{END_TABLE}{tail}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tf-course-dev mutants", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="solution notebooks (default with --all: every one)")
     parser.add_argument("--all", action="store_true", help="every notebook in solutions/")
     parser.add_argument("--record", type=Path, help="update this JSON record with the notebooks' results")
+    parser.add_argument("--tables", type=Path, help="also write the record's tables into this markdown file")
     parser.add_argument("--kernel", default=KERNEL_NAME)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before a cell counts as hung")
     args = parser.parse_args(argv)
@@ -195,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             below.append(path.stem)
         if args.record:
             args.record.write_text(json.dumps(dict(sorted(record.items())), indent=1) + "\n")
+        if args.tables:
+            write_tables(args.tables, record)
     if below:
         print(f"below the {TARGET:.0%} target: {', '.join(below)}", file=sys.stderr)
     return 1 if below else 0

@@ -186,3 +186,43 @@ def test_diagrams_use_colour_blind_safe_colours_and_have_alt_text(path):
         )
         described = MERMAID.sub("", markdown).strip()
         assert len(described.split()) >= 8, f"{path.stem}: say in a sentence what the diagram shows (alt text)"
+
+
+def hint_ladders(nb):
+    """{exercise: [hint texts]} of the notebook's Hints cell (the ladders passed to course_lib.hints.Hints)."""
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "Hints(" not in cell.source:
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Hints" and len(node.args) > 1:
+                return ast.literal_eval(node.args[1])
+    return {}
+
+
+def solution_code_lines(source):
+    """The substantial lines between BEGIN and END SOLUTION (comments and short lines left out)."""
+    found, inside = [], False
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped in ("### BEGIN SOLUTION", "### END SOLUTION"):
+            inside = stripped == "### BEGIN SOLUTION"
+        elif inside and len(stripped) >= 25 and not stripped.startswith("#"):
+            found.append(" ".join(stripped.split()))
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_exercise_has_hidden_tests_and_hints_that_do_not_give_the_answer(path):
+    """A hint may name the API (one call), never hand over the solution: its result line or several lines of it."""
+    nb = load(path)
+    ladders = {exercise: [" ".join(text.split()) for text in texts] for exercise, texts in hint_ladders(nb).items()}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            assert "### BEGIN HIDDEN TESTS" in cell.source, f"{path.stem} {meta['grade_id']}: no hidden tests"
+        if cell.cell_type == "code" and meta.get("solution") and not meta.get("grade"):
+            exercise = meta["grade_id"].removesuffix("-answer")
+            hints = ladders.get(exercise, [])
+            shown = [line for line in solution_code_lines(cell.source) if any(line in text for text in hints)]
+            results = [line for line in shown if line.startswith(("return ", "yield "))]
+            assert len(shown) < 2 and not results, f"{path.stem} {exercise}: the hints hold the solution: {shown}"

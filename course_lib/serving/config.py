@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from course_lib.errors import CourseError
+from course_lib.serving.protos import batching_parameters_class, ssl_config_class
 
 log = logging.getLogger("course_lib.serving")
 
@@ -29,11 +30,30 @@ DEFAULT_GRPC_PORT = 8500
 DEFAULT_REST_PORT = 8501
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
-# tensorflow_model_server flags this server accepts but does not act on (each gets a log line).
+# Every flag of tensorflow_model_server 2.20 (tensorflow_serving/model_servers/main.cc, in its order).
+# tests/test_serving_flags.py holds the same list: each is accepted, by name, on this server's command line.
+TF_SERVING_FLAGS = (
+    "port", "grpc_socket_path", "rest_api_port", "rest_api_num_threads", "rest_api_timeout_in_ms",
+    "rest_api_enable_cors_support", "enable_batching", "allow_version_labels_for_unavailable_models",
+    "batching_parameters_file", "enable_per_model_batching_parameters", "model_config_file",
+    "model_config_file_poll_wait_seconds", "model_name", "model_base_path", "num_load_threads",
+    "num_unload_threads", "max_num_load_retries", "load_retry_interval_micros", "file_system_poll_wait_seconds",
+    "flush_filesystem_caches", "tensorflow_session_parallelism", "tensorflow_session_config_file",
+    "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism", "use_alts_credentials",
+    "ssl_config_file", "platform_config_file", "per_process_gpu_memory_fraction", "saved_model_tags",
+    "grpc_channel_arguments", "grpc_max_threads", "enable_model_warmup", "num_request_iterations_for_warmup",
+    "version", "monitoring_config_file", "remove_unused_fields_from_bundle_metagraph", "prefer_tflite_model",
+    "num_tflite_pools", "num_tflite_interpreters_per_pool", "enable_signature_method_name_check",
+    "xla_cpu_compilation_enabled", "xla_gpu_compilation_enabled", "enable_profiler",
+    "thread_pool_factory_config_file", "mixed_precision", "skip_initialize_tpu", "enable_grpc_healthcheck_service",
+    "enable_serialization_as_tensor_content",
+)  # fmt: skip
+
+# Flags this server accepts and does not act on: none changes security or what a client receives
+# (each gets a log line at start). docs/serving.md says, flag by flag, what happens instead.
 IGNORED_FLAGS = (
     "rest_api_num_threads",
     "grpc_channel_arguments",
-    "grpc_socket_path",
     "enable_model_warmup",
     "num_request_iterations_for_warmup",
     "num_load_threads",
@@ -43,7 +63,6 @@ IGNORED_FLAGS = (
     "flush_filesystem_caches",
     "platform_config_file",
     "monitoring_config_file",
-    "ssl_config_file",
     "enable_profiler",
     "mixed_precision",
     "skip_initialize_tpu",
@@ -51,16 +70,15 @@ IGNORED_FLAGS = (
     "tensorflow_session_parallelism",
     "tensorflow_session_config_file",
     "thread_pool_factory_config_file",
-    "use_alts_credentials",
     "enable_grpc_healthcheck_service",
     "per_process_gpu_memory_fraction",
-    "enable_per_model_batching_params",
+    "enable_per_model_batching_parameters",
     "enable_signature_method_name_check",
-    "force_allow_any_version_labels_for_unavailable_models",
     "remove_unused_fields_from_bundle_metagraph",
     "num_tflite_pools",
     "num_tflite_interpreters_per_pool",
-    "enable_serialization_as_tensor_content",
+    "xla_cpu_compilation_enabled",
+    "xla_gpu_compilation_enabled",
 )
 
 
@@ -106,6 +124,16 @@ class BatchingOptions:
                 )
 
 
+@dataclass(frozen=True)
+class SslOptions:
+    """SSLConfig, as TF Serving applies it to gRPC: PEM texts of the key, certificate and client CA."""
+
+    server_key: str
+    server_cert: str
+    custom_ca: str = ""
+    client_verify: bool = False
+
+
 @dataclass
 class ServerOptions:
     """Everything the server needs to start, read from flags."""
@@ -125,6 +153,9 @@ class ServerOptions:
     grpc_max_threads: int = 32
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    tensor_content: bool = False  # --enable_serialization_as_tensor_content: gRPC outputs as raw bytes
+    ssl: SslOptions | None = None  # --ssl_config_file: gRPC over TLS
+    grpc_socket_path: str = ""  # --grpc_socket_path: gRPC on a UNIX socket too
     ignored_flags: dict[str, str] = field(default_factory=dict)
 
 
@@ -183,6 +214,19 @@ def build_flag_parser() -> argparse.ArgumentParser:
         help="largest request body (REST) or message (gRPC) accepted; not a TF Serving flag",
     )
     add("--version", action="store_true", help="print the version and exit")
+    add(
+        "--ssl_config_file", default="", help="text-protobuf SSLConfig: serve gRPC over TLS (mutual with client_verify)"
+    )
+    add("--grpc_socket_path", default="", help="also serve gRPC on this UNIX socket")
+    add("--use_alts_credentials", type=parse_bool, nargs="?", const=True, default=False, help=argparse.SUPPRESS)
+    add(
+        "--enable_serialization_as_tensor_content",
+        type=parse_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="gRPC Predict outputs in tensor_content (raw bytes) instead of the typed fields (float_val ...)",
+    )
     for name in IGNORED_FLAGS:
         add(f"--{name}", default=None, nargs="?", const="true", help=argparse.SUPPRESS)
     return parser
@@ -256,50 +300,9 @@ def validate_model_config(config: model_server_config_pb2.ModelServerConfig, sou
             raise CourseError(f"{source}: model {model.name!r}: latest.num_versions must be >= 1")
 
 
-def _batching_message_class():
-    """A message class with BatchingParameters' fields and numbers, for text_format to parse into.
-
-    `tensorflow-serving-api` does not ship `session_bundle_config_pb2`; this rebuilds the one
-    message from a descriptor so the file is parsed by protobuf, exactly as TF Serving parses it.
-    """
-    try:  # the real message, when a future tensorflow-serving-api ships it
-        from tensorflow_serving.servables.tensorflow import session_bundle_config_pb2  # type: ignore
-
-        return session_bundle_config_pb2.BatchingParameters
-    except ImportError:
-        pass
-    pool = descriptor_pool.DescriptorPool()
-    wrappers = descriptor_pb2.FileDescriptorProto()
-    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
-    pool.Add(wrappers)
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="course_lib/serving/batching_parameters.proto",
-        package="tensorflow.serving",
-        syntax="proto3",
-        dependency=["google/protobuf/wrappers.proto"],
-    )
-    message = proto.message_type.add(name="BatchingParameters")
-    fd = descriptor_pb2.FieldDescriptorProto
-    fields = [
-        ("max_batch_size", 1, ".google.protobuf.Int64Value"),
-        ("batch_timeout_micros", 2, ".google.protobuf.Int64Value"),
-        ("max_enqueued_batches", 3, ".google.protobuf.Int64Value"),
-        ("num_batch_threads", 4, ".google.protobuf.Int64Value"),
-        ("thread_pool_name", 5, ".google.protobuf.StringValue"),
-        ("enable_large_batch_splitting", 8, ".google.protobuf.BoolValue"),
-        ("max_execution_batch_size", 9, ".google.protobuf.Int64Value"),
-    ]
-    for name, number, type_name in fields:
-        message.field.add(name=name, number=number, type=fd.TYPE_MESSAGE, type_name=type_name, label=fd.LABEL_OPTIONAL)
-    message.field.add(name="allowed_batch_sizes", number=6, type=fd.TYPE_INT64, label=fd.LABEL_REPEATED)
-    message.field.add(name="pad_variable_length_inputs", number=7, type=fd.TYPE_BOOL, label=fd.LABEL_OPTIONAL)
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters"))
-
-
 def parse_batching_parameters(text: str, source: str = "<text>") -> BatchingOptions:
     """Parse a BatchingParameters text protobuf (`max_batch_size { value: 32 }` ...)."""
-    params = _batching_message_class()()
+    params = batching_parameters_class()()
     try:
         text_format.Parse(text, params)
     except text_format.ParseError as exc:
@@ -335,6 +338,32 @@ def load_batching_parameters_file(path: str | os.PathLike) -> BatchingOptions:
     except OSError as exc:
         raise CourseError(f"Cannot read --batching_parameters_file {path}: {exc.strerror}") from None
     return parse_batching_parameters(text, str(path))
+
+
+def load_ssl_config_file(path: str | os.PathLike) -> SslOptions:
+    """Read `--ssl_config_file` (SSLConfig text protobuf); refuse one that would not secure anything."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise CourseError(f"Cannot read --ssl_config_file {path}: {exc.strerror}") from None
+    config = ssl_config_class()()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as exc:
+        raise CourseError(
+            f"{path} is not a valid SSLConfig text protobuf: {exc}. Expected: server_key: '<PEM text>' "
+            "server_cert: '<PEM text>' custom_ca: '<PEM text>' client_verify: true"
+        ) from None
+    missing = [name for name in ("server_key", "server_cert") if not getattr(config, name).strip()]
+    if missing:
+        raise CourseError(
+            f"{path}: {' and '.join(missing)} is empty: TLS needs the server's key and certificate (PEM text)"
+        )
+    if config.client_verify and not config.custom_ca.strip():
+        raise CourseError(
+            f"{path}: client_verify is true but custom_ca is empty: give the CA that signs client certificates"
+        )
+    return SslOptions(config.server_key, config.server_cert, config.custom_ca, config.client_verify)
 
 
 def parse_server_flags(argv: Sequence[str]) -> ServerOptions:
@@ -378,6 +407,12 @@ def parse_server_flags(argv: Sequence[str]) -> ServerOptions:
         raise CourseError(f"--grpc_max_threads must be at least 1, got {args.grpc_max_threads}")
     if args.max_request_bytes < 1024:
         raise CourseError(f"--max_request_bytes must be at least 1024, got {args.max_request_bytes}")
+    if args.use_alts_credentials:
+        raise CourseError(
+            "--use_alts_credentials asks for ALTS (Google Cloud's transport security), which this server cannot "
+            "provide: use --ssl_config_file for TLS, or the real tensorflow_model_server on Google Cloud"
+        )
+    ssl = load_ssl_config_file(args.ssl_config_file) if args.ssl_config_file else None
     ignored = {name: getattr(args, name) for name in IGNORED_FLAGS if getattr(args, name) is not None}
     tags = tuple(tag.strip() for tag in args.saved_model_tags.split(",") if tag.strip())
     return ServerOptions(
@@ -396,5 +431,8 @@ def parse_server_flags(argv: Sequence[str]) -> ServerOptions:
         grpc_max_threads=args.grpc_max_threads,
         intra_op_threads=args.tensorflow_intra_op_parallelism,
         inter_op_threads=args.tensorflow_inter_op_parallelism,
+        tensor_content=args.enable_serialization_as_tensor_content,
+        ssl=ssl,
+        grpc_socket_path=args.grpc_socket_path,
         ignored_flags=ignored,
     )

@@ -45,16 +45,45 @@ def tensor_proto_to_array(name: str, proto: tensor_pb2.TensorProto) -> np.ndarra
         raise invalid_argument(f"Input '{name}' is not a valid TensorProto: {exc}") from None
 
 
-def array_to_tensor_proto(value: np.ndarray) -> tensor_pb2.TensorProto:
-    """numpy as a TensorProto; numbers go in `tensor_content` (what tf.make_ndarray reads fastest)."""
-    if value.dtype.kind in "biuf" and value.dtype.isnative:
-        proto = tensor_pb2.TensorProto(
-            dtype=tf.dtypes.as_dtype(value.dtype).as_datatype_enum, tensor_content=np.ascontiguousarray(value).tobytes()
-        )
-        for size in value.shape:
-            proto.tensor_shape.dim.add(size=size)
-        return proto
-    return tf.make_tensor_proto(value)
+# Where TF Serving's Tensor::AsProtoField writes each dtype's values (the typed fields clients read).
+_TYPED_FIELDS = {
+    types_pb2.DT_FLOAT: "float_val",
+    types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT8: "int_val",
+    types_pb2.DT_INT16: "int_val",
+    types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_UINT16: "int_val",
+    types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val",
+    types_pb2.DT_BOOL: "bool_val",
+    types_pb2.DT_HALF: "half_val",
+    types_pb2.DT_BFLOAT16: "half_val",
+}
+
+
+def array_to_tensor_proto(value: np.ndarray, tensor_content: bool = False) -> tensor_pb2.TensorProto:
+    """numpy as a TensorProto, laid out as TF Serving lays out its responses.
+
+    By default the values go in the typed field of their dtype (`float_val`, `int64_val`, ...), which
+    is what TF Serving sends and what most clients read (`outputs["y"].float_val`); with
+    `--enable_serialization_as_tensor_content` numbers go in `tensor_content`, raw bytes, as there.
+    tf.make_ndarray reads both.
+    """
+    dtype = tf.dtypes.as_dtype(value.dtype).as_datatype_enum if value.dtype.kind in "biuf" else None
+    if dtype is None or dtype not in _TYPED_FIELDS:
+        return tf.make_tensor_proto(value)  # strings, complex numbers: TensorFlow's own layout
+    proto = tensor_pb2.TensorProto(dtype=dtype)
+    for size in value.shape:
+        proto.tensor_shape.dim.add(size=size)
+    if tensor_content:
+        proto.tensor_content = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<")).tobytes()
+    elif dtype in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
+        proto.half_val.extend(np.ascontiguousarray(value).view(np.uint16).ravel().tolist())
+    else:
+        getattr(proto, _TYPED_FIELDS[dtype]).extend(value.ravel().tolist())
+    return proto
 
 
 def _guard(context: grpc.ServicerContext, method: str, work):
@@ -79,15 +108,16 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     shared async code on the loop.
     """
 
-    def __init__(self, service: InferenceService, loop: asyncio.AbstractEventLoop):
+    def __init__(self, service: InferenceService, loop: asyncio.AbstractEventLoop, tensor_content: bool = False):
         self.service = service
         self.loop = loop
+        self.tensor_content = tensor_content
 
     def _on_loop(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-        model = self.service.resolve(request.model_spec)
+        model = self.service.resolve(request.model_spec)  # no model name: INVALID_ARGUMENT, as in TF Serving
         signature = self.service.predict_signature(model, request.model_spec.signature_name, rest=False)
         output_names = self.service.output_names(signature, list(request.output_filter))
         inputs = {name: tensor_proto_to_array(name, proto) for name, proto in request.inputs.items()}
@@ -97,7 +127,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = model.version
         response.model_spec.signature_name = signature.name
         for name, value in outputs.items():
-            response.outputs[name].CopyFrom(array_to_tensor_proto(value))
+            response.outputs[name].CopyFrom(array_to_tensor_proto(value, self.tensor_content))
         return response
 
     def Predict(self, request, context):  # noqa: N802 (gRPC method names)
@@ -113,7 +143,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return _guard(context, "GetModelMetadata", lambda: self.service.metadata(request))
 
     def MultiInference(self, request, context):  # noqa: N802
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not implemented by this server")
+        return _guard(context, "MultiInference", lambda: self._on_loop(self.service.multi_inference(request)))
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
@@ -138,6 +168,10 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return _guard(context, "HandleReloadConfigRequest", work)
 
 
-def add_services(server: grpc.Server, service: InferenceService, loop: asyncio.AbstractEventLoop) -> None:
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(service, loop), server)
+def add_services(
+    server: grpc.Server, service: InferenceService, loop: asyncio.AbstractEventLoop, tensor_content: bool = False
+) -> None:
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(service, loop, tensor_content), server
+    )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service), server)

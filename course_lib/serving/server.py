@@ -19,7 +19,7 @@ from aiohttp import web
 
 from course_lib.errors import CourseError
 from course_lib.serving import config as config_module
-from course_lib.serving.config import ServerOptions
+from course_lib.serving.config import ServerOptions, SslOptions
 from course_lib.serving.grpc_service import add_services
 from course_lib.serving.registry import ModelRegistry
 from course_lib.serving.rest import RestApi
@@ -92,17 +92,33 @@ def _start_grpc(options: ServerOptions, service: InferenceService, loop: asyncio
         ],
         maximum_concurrent_rpcs=options.grpc_max_threads * 4,
     )
-    add_services(server, service, loop)
-    address = f"{options.host}:{options.grpc_port}"
-    try:
-        bound = server.add_insecure_port(address)
-    except RuntimeError:
-        bound = 0
-    if not bound:
-        raise CourseError(f"Cannot open the gRPC port {address}. Is another server running? Pick another --port.")
+    add_services(server, service, loop, tensor_content=options.tensor_content)
+    credentials = server_credentials(options.ssl)
+    addresses = [f"{options.host}:{options.grpc_port}"] if options.grpc_port else []
+    if options.grpc_socket_path:
+        addresses.append(f"unix:{options.grpc_socket_path}")
+    for address in addresses:
+        try:
+            bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+        except RuntimeError:
+            bound = 0
+        if not bound:
+            raise CourseError(f"Cannot open gRPC at {address}. Is another server running? Pick another --port.")
     server.start()
-    log.info("Running gRPC ModelServer at %s ...", address)
+    security = "TLS" + (" with client certificates" if options.ssl and options.ssl.client_verify else "")
+    log.info("Running gRPC ModelServer at %s (%s) ...", ", ".join(addresses), security if credentials else "plaintext")
     return server
+
+
+def server_credentials(ssl: SslOptions | None) -> grpc.ServerCredentials | None:
+    """TF Serving's BuildServerCredentials: TLS from an SSLConfig, client certificates required when asked."""
+    if ssl is None:
+        return None
+    return grpc.ssl_server_credentials(
+        [(ssl.server_key.encode(), ssl.server_cert.encode())],
+        root_certificates=ssl.custom_ca.encode() or None,
+        require_client_auth=ssl.client_verify,
+    )
 
 
 async def run_server(
@@ -130,7 +146,7 @@ async def run_server(
             loop.add_signal_handler(sig, stop.set)
     rest_runner = grpc_server = None
     try:
-        if options.grpc_port:
+        if options.grpc_port or options.grpc_socket_path:
             grpc_server = _start_grpc(options, service, loop)
         if options.rest_api_port:
             rest_runner = await _start_rest(options, service)

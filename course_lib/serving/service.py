@@ -22,13 +22,14 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     model_pb2,
     regression_pb2,
 )
 
 from course_lib.serving.batching import Batcher
 from course_lib.serving.config import BatchingOptions
-from course_lib.serving.errors import failed_precondition, invalid_argument
+from course_lib.serving.errors import failed_precondition, invalid_argument, unimplemented
 from course_lib.serving.registry import ModelRegistry
 from course_lib.serving.servable import (
     DEFAULT_SIGNATURE,
@@ -42,6 +43,7 @@ from course_lib.serving.servable import (
 SIGNATURE_DEF_FIELD = "signature_def"
 CLASSIFY_INPUTS, CLASSIFY_CLASSES, CLASSIFY_SCORES = "inputs", "classes", "scores"
 REGRESS_INPUTS, REGRESS_OUTPUTS = "inputs", "outputs"
+CLASSIFY_METHOD, REGRESS_METHOD = "tensorflow/serving/classify", "tensorflow/serving/regress"
 
 
 def spec_version(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
@@ -70,6 +72,8 @@ class InferenceService:
     # ----- lookups ---------------------------------------------------------------------------------
 
     def resolve(self, spec: model_pb2.ModelSpec) -> ServableVersion:
+        if not spec.name:  # TF Serving's ServerCore: a request without a model name is the client's error
+            raise invalid_argument("ModelSpec has no name specified.")
         version, label = spec_version(spec)
         return self.registry.resolve(spec.name, version=version, label=label)
 
@@ -147,20 +151,34 @@ class InferenceService:
     async def classify(
         self, request: classification_pb2.ClassificationRequest
     ) -> classification_pb2.ClassificationResponse:
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
         model = self.resolve(request.model_spec)
-        signature = _classify_regress_signature(model, request.model_spec.signature_name, classify=True)
-        serialized = serialized_examples(request.input)
-        wanted = tuple(name for name in (CLASSIFY_CLASSES, CLASSIFY_SCORES) if name in signature.outputs)
-        outputs = await self.run(model, signature, {CLASSIFY_INPUTS: serialized}, wanted)
         response = classification_pb2.ClassificationResponse()
+        signature = await self._classify_into(response.result, model, request.model_spec.signature_name, request.input)
         _fill_model_spec(response.model_spec, model, signature.name)
-        _fill_classifications(response.result, outputs, len(serialized))
         return response
 
+    async def _classify_into(self, result, model: ServableVersion, signature_name: str, input_proto) -> Signature:
+        signature = _classify_regress_signature(model, signature_name, classify=True)
+        serialized = serialized_examples(input_proto)
+        wanted = tuple(name for name in (CLASSIFY_CLASSES, CLASSIFY_SCORES) if name in signature.outputs)
+        outputs = await self.run(model, signature, {CLASSIFY_INPUTS: serialized}, wanted)
+        _fill_classifications(result, outputs, len(serialized))
+        return signature
+
     async def regress(self, request: regression_pb2.RegressionRequest) -> regression_pb2.RegressionResponse:
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
         model = self.resolve(request.model_spec)
-        signature = _classify_regress_signature(model, request.model_spec.signature_name, classify=False)
-        serialized = serialized_examples(request.input)
+        response = regression_pb2.RegressionResponse()
+        signature = await self._regress_into(response.result, model, request.model_spec.signature_name, request.input)
+        _fill_model_spec(response.model_spec, model, signature.name)
+        return response
+
+    async def _regress_into(self, result, model: ServableVersion, signature_name: str, input_proto) -> Signature:
+        signature = _classify_regress_signature(model, signature_name, classify=False)
+        serialized = serialized_examples(input_proto)
         outputs = await self.run(model, signature, {REGRESS_INPUTS: serialized}, (REGRESS_OUTPUTS,))
         values = outputs[REGRESS_OUTPUTS]
         if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
@@ -172,10 +190,39 @@ class InferenceService:
             raise invalid_argument(
                 f"Input batch size did not match output batch size: {len(serialized)} vs. {values.shape[0]}"
             )
-        response = regression_pb2.RegressionResponse()
-        _fill_model_spec(response.model_spec, model, signature.name)
         for value in values.reshape(-1).tolist():
-            response.result.regressions.add().value = value
+            result.regressions.add().value = value
+        return signature
+
+    async def multi_inference(
+        self, request: inference_pb2.MultiInferenceRequest
+    ) -> inference_pb2.MultiInferenceResponse:
+        """Classify and Regress tasks of one model on the same examples, checked as TF Serving checks them."""
+        first = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
+        model = self.resolve(first)  # every task runs on the version the first task's spec resolves to
+        seen: set[str] = set()
+        for task in request.tasks:
+            if not task.model_spec.name:
+                raise invalid_argument("Found ModelSpec with an empty model name.")
+            if task.model_spec.name != model.name:
+                raise invalid_argument("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+            name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+            if name in seen:
+                raise invalid_argument(f"Duplicate evaluation of signature: {name}")
+            seen.add(name)
+            if name not in model.signatures:
+                raise invalid_argument(f"Requested signature not found in model graph: {name}")
+            if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
+                raise unimplemented(f"Unsupported signature method_name: {task.method_name}")
+        response = inference_pb2.MultiInferenceResponse()
+        for task in request.tasks:
+            result = response.results.add()
+            name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+            if task.method_name == CLASSIFY_METHOD:
+                await self._classify_into(result.classification_result, model, name, request.input)
+            else:
+                await self._regress_into(result.regression_result, model, name, request.input)
+            _fill_model_spec(result.model_spec, model, name)
         return response
 
     # ----- metadata and status -------------------------------------------------------------------

@@ -90,6 +90,8 @@ def parse_json_object(body: bytes) -> dict:
         raise invalid_argument(f"JSON Parse error: {reason} at offset: {exc.pos}") from None
     except RecursionError:
         raise invalid_argument("JSON Parse error: the document is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer past Python's 4300-digit limit: the client's input, a 400
+        raise invalid_argument(f"JSON Parse error: {exc}") from None
     if not isinstance(doc, dict):
         raise invalid_argument(f"JSON Value: {json_debug_string(doc)} Is not object")
     return doc

@@ -1,0 +1,161 @@
+"""Wire compatibility with tensorflow_model_server 2.20, seen by clients that use the raw protos.
+
+TF Serving's own gRPC example (tensorflow_serving/example/resnet_client_grpc.py) reads
+`result.outputs[name].float_val`; the typed fields must hold the values unless the server is told
+`--enable_serialization_as_tensor_content`. Errors carry TF Serving's status codes and texts
+(server_core.cc, multi_inference.cc), and no client input gets a 5xx. TLS: tests/test_serving_tls.py.
+"""
+
+# pyright: reportAttributeAccessIssue=false
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+import requests
+import tensorflow as tf
+from serving_fixtures.models import expected_probabilities, export_classifier
+from tensorflow_serving.apis import inference_pb2, predict_pb2, prediction_service_pb2_grpc
+
+from course_lib.serving import export_model, serve
+from course_lib.serving.config import IGNORED_FLAGS, TF_SERVING_FLAGS, build_flag_parser, parse_server_flags
+
+X = np.array([[1, 2, 3, 4], [0.5, -1, 0, 2]], np.float32)
+CLASSIFY, REGRESS = "tensorflow/serving/classify", "tensorflow/serving/regress"
+
+pytestmark = pytest.mark.slow  # model servers as subprocesses
+
+
+def start(root, *flags):
+    export_classifier(root / "clf", 1)
+    return serve(
+        model_name="clf",
+        model_base_path=root / "clf",
+        use_real_server=False,
+        log_path=root / "server.log",
+        extra_flags=list(flags),
+        timeout=180,
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    handle = start(tmp_path_factory.mktemp("wire"))
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+def predict_request(name="clf") -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(X))
+    return request
+
+
+def test_predict_fills_the_typed_fields_that_tf_servings_own_example_reads(stub):
+    output = stub.Predict(predict_request(), timeout=30).outputs["probs"]
+    assert output.tensor_content == b"" and output.dtype == tf.float32.as_datatype_enum
+    assert [d.size for d in output.tensor_shape.dim] == [2, 3]
+    # resnet_client_grpc.py: np.argmax(result.outputs[...].float_val)
+    np.testing.assert_allclose(np.reshape(output.float_val, (2, 3)), expected_probabilities(X, 1.0), rtol=1e-5)
+    np.testing.assert_allclose(tf.make_ndarray(output), expected_probabilities(X, 1.0), rtol=1e-5)
+
+
+def test_tensor_content_only_when_the_flag_asks(tmp_path):
+    handle = start(tmp_path, "--enable_serialization_as_tensor_content=true")
+    with handle, grpc.insecure_channel(handle.grpc_target) as channel:
+        output = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(predict_request(), timeout=30)
+    probs = output.outputs["probs"]
+    assert list(probs.float_val) == [] and len(probs.tensor_content) == 2 * 3 * 4
+    np.testing.assert_allclose(tf.make_ndarray(probs), expected_probabilities(X, 1.0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["", None])
+def test_a_request_without_a_model_name_is_an_invalid_argument(stub, name):
+    request = predict_request() if name is not None else predict_pb2.PredictRequest()
+    request.model_spec.name = name or ""
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Predict(request, timeout=30)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details() == "ModelSpec has no name specified."
+
+
+def multi_request(*tasks: tuple[str, str, str]) -> inference_pb2.MultiInferenceRequest:
+    request = inference_pb2.MultiInferenceRequest()
+    for model, signature, method in tasks:
+        task = request.tasks.add(method_name=method)
+        task.model_spec.name, task.model_spec.signature_name = model, signature
+    for row in X:
+        request.input.example_list.examples.add().features.feature["x"].float_list.value.extend(row.tolist())
+    return request
+
+
+def test_multi_inference_classifies_like_classify(stub):
+    response = stub.MultiInference(multi_request(("clf", CLASSIFY, CLASSIFY)), timeout=30)
+    (result,) = response.results
+    assert (result.model_spec.name, result.model_spec.version.value, result.model_spec.signature_name) == (
+        "clf",
+        1,
+        CLASSIFY,
+    )
+    scores = [[c.score for c in row.classes] for row in result.classification_result.classifications]
+    np.testing.assert_allclose(scores, expected_probabilities(X, 1.0), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "tasks, code, message",
+    [
+        ([("clf", CLASSIFY, CLASSIFY), ("other", REGRESS, REGRESS)], "INVALID_ARGUMENT", "must access the same model"),
+        ([("clf", CLASSIFY, CLASSIFY), ("clf", CLASSIFY, CLASSIFY)], "INVALID_ARGUMENT", "Duplicate evaluation"),
+        ([("clf", "nope", CLASSIFY)], "INVALID_ARGUMENT", "Requested signature not found in model graph: nope"),
+        ([("clf", CLASSIFY, "tensorflow/serving/predict")], "UNIMPLEMENTED", "Unsupported signature method_name"),
+        ([], "INVALID_ARGUMENT", "ModelSpec has no name specified."),
+    ],
+)
+def test_multi_inference_refuses_what_tf_serving_refuses(stub, tasks, code, message):
+    with pytest.raises(grpc.RpcError) as error:
+        stub.MultiInference(multi_request(*tasks), timeout=30)
+    assert error.value.code() == getattr(grpc.StatusCode, code) and message in error.value.details()
+
+
+def test_a_huge_integer_in_json_is_the_clients_error_not_the_servers(server):
+    body = '{"instances": [[' + "9" * 5000 + ", 1, 2, 3]]}"
+    response = requests.post(f"{server.rest_url}/v1/models/clf:predict", data=body, timeout=30)
+    assert response.status_code == 400 and "JSON Parse error" in response.json()["error"]
+    assert requests.post(f"{server.rest_url}/v1/models/clf:predict", json={"instances": X.tolist()}, timeout=30).ok
+
+
+def test_every_tf_serving_2_20_flag_is_accepted(tmp_path):
+    model = export_model(tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)]), tmp_path / "m", 1)
+    base = [f"--model_base_path={model.parent}"]
+    known = {action.dest for action in build_flag_parser()._actions}
+    assert set(TF_SERVING_FLAGS) - {"version"} <= known, set(TF_SERVING_FLAGS) - known
+    assert set(IGNORED_FLAGS) <= set(TF_SERVING_FLAGS), "an ignored flag that tensorflow_model_server does not have"
+    for name in IGNORED_FLAGS:
+        assert parse_server_flags([*base, f"--{name}=1"]).ignored_flags == {name: "1"}
+    assert parse_server_flags([*base, "--enable_serialization_as_tensor_content=true"]).tensor_content
+
+
+def test_a_security_flag_is_never_ignored(tmp_path):
+    from course_lib.errors import CourseError
+
+    model = export_model(tf.keras.Sequential([tf.keras.Input((2,)), tf.keras.layers.Dense(1)]), tmp_path / "m", 1)
+    base = [f"--model_base_path={model.parent}"]
+    with pytest.raises(CourseError, match=r"--use_alts_credentials .* use --ssl_config_file"):
+        parse_server_flags([*base, "--use_alts_credentials=true"])
+    (tmp_path / "ssl.config").write_text("server_key: ''")
+    with pytest.raises(CourseError, match="server_key and server_cert is empty"):
+        parse_server_flags([*base, f"--ssl_config_file={tmp_path / 'ssl.config'}"])
+    (tmp_path / "ssl.config").write_text("server_key: 'k' server_cert: 'c' client_verify: true")
+    with pytest.raises(CourseError, match="client_verify is true but custom_ca is empty"):
+        parse_server_flags([*base, f"--ssl_config_file={tmp_path / 'ssl.config'}"])
+    (tmp_path / "ssl.config").write_text("server_kee: 'k'")
+    with pytest.raises(CourseError, match="not a valid SSLConfig"):
+        parse_server_flags([*base, f"--ssl_config_file={tmp_path / 'ssl.config'}"])

@@ -23,6 +23,7 @@ _EXPORTS = {
     "find_model_server": "course_lib.serving.launcher",
     "RestClient": "course_lib.serving.client",
     "GrpcClient": "course_lib.serving.client",
+    "tls_credentials": "course_lib.serving.client",
     "wait_for_server": "course_lib.serving.client",
     "ServingError": "course_lib.serving.errors",
 }

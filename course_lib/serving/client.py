@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -195,6 +197,21 @@ class RestClient:
         return self._examples_call("regress", examples, context, model_name, version, label, signature_name)
 
 
+def tls_credentials(
+    ca_cert: str | os.PathLike,
+    client_cert: str | os.PathLike | None = None,
+    client_key: str | os.PathLike | None = None,
+) -> grpc.ChannelCredentials:
+    """gRPC TLS credentials from PEM files: the CA that signed the server, and a client pair for mutual TLS."""
+    if (client_cert is None) != (client_key is None):
+        raise CourseError("mutual TLS needs both client_cert and client_key (or neither)")
+    return grpc.ssl_channel_credentials(
+        root_certificates=Path(ca_cert).read_bytes(),
+        private_key=Path(client_key).read_bytes() if client_key else None,
+        certificate_chain=Path(client_cert).read_bytes() if client_cert else None,
+    )
+
+
 class GrpcClient:
     """TF Serving's gRPC API: `predict` (numpy in, numpy out), `metadata`, `status`, `classify`, `regress`."""
 
@@ -204,18 +221,22 @@ class GrpcClient:
         model_name: str | None = None,
         timeout: float = 30.0,
         max_message_bytes: int = 64 * 1024 * 1024,
+        credentials: grpc.ChannelCredentials | None = None,
     ):
+        """`credentials` (from `tls_credentials`) for a server started with --ssl_config_file; else plaintext."""
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
         self.target = target
         self.model_name = model_name
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_send_message_length", max_message_bytes),
-                ("grpc.max_receive_message_length", max_message_bytes),
-            ],
+        options = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+        ]
+        self.channel = (
+            grpc.secure_channel(target, credentials, options=options)
+            if credentials is not None
+            else grpc.insecure_channel(target, options=options)
         )
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)

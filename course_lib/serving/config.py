@@ -22,7 +22,8 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from course_lib.errors import CourseError
-from course_lib.serving.protos import batching_parameters_class, ssl_config_class
+from course_lib.serving.observe import PROMETHEUS_PATH
+from course_lib.serving.protos import batching_parameters_class, monitoring_config_class, ssl_config_class
 
 log = logging.getLogger("course_lib.serving")
 
@@ -62,7 +63,6 @@ IGNORED_FLAGS = (
     "load_retry_interval_micros",
     "flush_filesystem_caches",
     "platform_config_file",
-    "monitoring_config_file",
     "enable_profiler",
     "mixed_precision",
     "skip_initialize_tpu",
@@ -70,7 +70,6 @@ IGNORED_FLAGS = (
     "tensorflow_session_parallelism",
     "tensorflow_session_config_file",
     "thread_pool_factory_config_file",
-    "enable_grpc_healthcheck_service",
     "per_process_gpu_memory_fraction",
     "enable_per_model_batching_parameters",
     "enable_signature_method_name_check",
@@ -156,6 +155,9 @@ class ServerOptions:
     tensor_content: bool = False  # --enable_serialization_as_tensor_content: gRPC outputs as raw bytes
     ssl: SslOptions | None = None  # --ssl_config_file: gRPC over TLS
     grpc_socket_path: str = ""  # --grpc_socket_path: gRPC on a UNIX socket too
+    metrics_path: str | None = None  # --monitoring_config_file with prometheus_config { enable: true }
+    health_service: bool = False  # --enable_grpc_healthcheck_service: grpc.health.v1.Health
+    access_log_file: str = ""  # --access_log_file (not a TF Serving flag): one line per request
     ignored_flags: dict[str, str] = field(default_factory=dict)
 
 
@@ -218,6 +220,20 @@ def build_flag_parser() -> argparse.ArgumentParser:
         "--ssl_config_file", default="", help="text-protobuf SSLConfig: serve gRPC over TLS (mutual with client_verify)"
     )
     add("--grpc_socket_path", default="", help="also serve gRPC on this UNIX socket")
+    add(
+        "--monitoring_config_file",
+        default="",
+        help="text-protobuf MonitoringConfig: Prometheus metrics on the REST port",
+    )
+    add(
+        "--enable_grpc_healthcheck_service",
+        type=parse_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="serve grpc.health.v1.Health (ModelService and PredictionService SERVING once loaded)",
+    )
+    add("--access_log_file", default="", help="append one line per request to this file (not a TF Serving flag)")
     add("--use_alts_credentials", type=parse_bool, nargs="?", const=True, default=False, help=argparse.SUPPRESS)
     add(
         "--enable_serialization_as_tensor_content",
@@ -366,6 +382,29 @@ def load_ssl_config_file(path: str | os.PathLike) -> SslOptions:
     return SslOptions(config.server_key, config.server_cert, config.custom_ca, config.client_verify)
 
 
+def load_monitoring_config_file(path: str | os.PathLike) -> str | None:
+    """The Prometheus path `--monitoring_config_file` enables (TF Serving's default path when unset), or None."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise CourseError(f"Cannot read --monitoring_config_file {path}: {exc.strerror}") from None
+    config = monitoring_config_class()()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as exc:
+        raise CourseError(
+            f"{path} is not a valid MonitoringConfig text protobuf: {exc}. Expected: "
+            'prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }'
+        ) from None
+    prometheus = config.prometheus_config
+    if not prometheus.enable:
+        return None
+    path_text = prometheus.path or PROMETHEUS_PATH
+    if not path_text.startswith("/") or path_text.startswith("/v1/"):
+        raise CourseError(f"{path}: prometheus_config.path must start with / and lie outside /v1/, got {path_text!r}")
+    return path_text
+
+
 def parse_server_flags(argv: Sequence[str]) -> ServerOptions:
     """Turn a `tensorflow_model_server` command line into ServerOptions (CourseError when wrong)."""
     parser = build_flag_parser()
@@ -434,5 +473,8 @@ def parse_server_flags(argv: Sequence[str]) -> ServerOptions:
         tensor_content=args.enable_serialization_as_tensor_content,
         ssl=ssl,
         grpc_socket_path=args.grpc_socket_path,
+        metrics_path=load_monitoring_config_file(args.monitoring_config_file) if args.monitoring_config_file else None,
+        health_service=args.enable_grpc_healthcheck_service,
+        access_log_file=args.access_log_file,
         ignored_flags=ignored,
     )

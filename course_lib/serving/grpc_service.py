@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import grpc
 import numpy as np
@@ -86,18 +87,29 @@ def array_to_tensor_proto(value: np.ndarray, tensor_content: bool = False) -> te
     return proto
 
 
-def _guard(context: grpc.ServicerContext, method: str, work):
-    """Run a handler; ServingErrors become gRPC statuses, anything else INTERNAL (server stays up)."""
+def _guard(context: grpc.ServicerContext, method: str, work, record=None):
+    """Run a handler; ServingErrors become gRPC statuses, anything else INTERNAL (server stays up).
+
+    `record(status_name)` (metrics, access log) is called once the answer is known, before an abort.
+    """
     try:
-        return work()
+        result = work()
     except ServingError as error:
+        if record is not None:
+            record(error.code.name)
         context.abort(error.code, error.message)
     except Exception as exc:
         # typeshed's grpc stubs lack ServicerContext.code(), which grpcio's ServicerContext has
         if context.code() is not None:  # pyright: ignore[reportAttributeAccessIssue]  (already aborted)
             raise
         log.exception("Unexpected error in gRPC %s", method)
+        if record is not None:
+            record("INTERNAL")
         context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}")
+    else:
+        if record is not None:
+            record("OK")
+        return result
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -112,6 +124,21 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.service = service
         self.loop = loop
         self.tensor_content = tensor_content
+
+    def _recorder(self, request, api: str):
+        """A callback that counts and times this request (None when metrics and access log are off)."""
+        observer = self.service.observer
+        if observer is None:
+            return None
+        started = time.perf_counter()
+        model = request.model_spec.name if request.HasField("model_spec") else ""
+        if not model and api == "MultiInference" and request.tasks:
+            model = request.tasks[0].model_spec.name
+
+        def record(status: str) -> None:
+            observer.request(model, api, "GRPC", status, time.perf_counter() - started)
+
+        return record
 
     def _on_loop(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
@@ -131,19 +158,22 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     def Predict(self, request, context):  # noqa: N802 (gRPC method names)
-        return _guard(context, "Predict", lambda: self._predict(request))
+        return _guard(context, "Predict", lambda: self._predict(request), self._recorder(request, "Predict"))
 
     def Classify(self, request, context):  # noqa: N802
-        return _guard(context, "Classify", lambda: self._on_loop(self.service.classify(request)))
+        record = self._recorder(request, "Classify")
+        return _guard(context, "Classify", lambda: self._on_loop(self.service.classify(request)), record)
 
     def Regress(self, request, context):  # noqa: N802
-        return _guard(context, "Regress", lambda: self._on_loop(self.service.regress(request)))
+        record = self._recorder(request, "Regress")
+        return _guard(context, "Regress", lambda: self._on_loop(self.service.regress(request)), record)
 
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):  # noqa: N802
         return _guard(context, "GetModelMetadata", lambda: self.service.metadata(request))
 
     def MultiInference(self, request, context):  # noqa: N802
-        return _guard(context, "MultiInference", lambda: self._on_loop(self.service.multi_inference(request)))
+        record = self._recorder(request, "MultiInference")
+        return _guard(context, "MultiInference", lambda: self._on_loop(self.service.multi_inference(request)), record)
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):

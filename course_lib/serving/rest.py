@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from urllib.parse import unquote
 
 import grpc
@@ -26,7 +27,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from course_lib.serving import tensors
+from course_lib.serving import observe, tensors
 from course_lib.serving.errors import ServingError, invalid_argument
 from course_lib.serving.service import SIGNATURE_DEF_FIELD, InferenceService, rest_model_spec
 
@@ -50,8 +51,13 @@ def _json_response(text: str, status: int = 200, headers: dict | None = None) ->
     return web.Response(body=text.encode("utf-8"), status=status, content_type=JSON_TYPE, headers=headers)
 
 
+GRPC_STATUS = "grpc_status"  # the status name an error response carries for metrics (aiohttp's per-response dict)
+
+
 def _error_response(error: ServingError, headers: dict | None = None) -> web.Response:
-    return _json_response(tensors.error_json(error.message), error.http_status, headers)
+    response = _json_response(tensors.error_json(error.message), error.http_status, headers)
+    response[GRPC_STATUS] = error.code.name
+    return response
 
 
 def parse_model_path(method: str, path: str):
@@ -101,9 +107,16 @@ class RestApi:
     """aiohttp handlers for /v1/models/... backed by an InferenceService."""
 
     def __init__(
-        self, service: InferenceService, *, timeout_ms: int = 30000, max_body_bytes: int, enable_cors: bool = False
+        self,
+        service: InferenceService,
+        *,
+        timeout_ms: int = 30000,
+        max_body_bytes: int,
+        enable_cors: bool = False,
+        metrics_path: str | None = None,
     ):
         self.service = service
+        self.metrics_path = metrics_path  # Prometheus text here (--monitoring_config_file), else 404
         self.timeout_ms = timeout_ms
         self.timeout = timeout_ms / 1000 if timeout_ms > 0 else None
         self.max_body_bytes = max_body_bytes
@@ -125,6 +138,21 @@ class RestApi:
 
     async def handle(self, request: web.Request) -> web.Response:
         path = request.raw_path.split("?", 1)[0]
+        observer = self.service.observer
+        if self.metrics_path and path == self.metrics_path and observer is not None:
+            return web.Response(body=observer.exposition(), headers={"Content-Type": observe.CONTENT_TYPE})
+        if observer is None:
+            return await self._answer(request, path)
+        started = time.perf_counter()
+        response = await self._answer(request, path)
+        parsed = parse_model_path(request.method, path) if API_PATH.fullmatch(path) else None
+        model, verb = (parsed[0], parsed[3]) if parsed else ("", None)
+        api = verb or ("GetModelMetadata" if parsed and parsed[4] == "metadata" else "GetModelStatus")
+        status = response.get(GRPC_STATUS, "OK" if response.status == 200 else "NOT_FOUND")
+        observer.request(model, api, "REST", status, time.perf_counter() - started, f"{request.method} {path}")
+        return response
+
+    async def _answer(self, request: web.Request, path: str) -> web.Response:
         if not API_PATH.fullmatch(path):
             return _json_response(
                 tensors.error_json(f"Not found: {request.method} {path}. The API lives under /v1/models/..."), 404

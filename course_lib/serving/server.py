@@ -21,6 +21,7 @@ from course_lib.errors import CourseError
 from course_lib.serving import config as config_module
 from course_lib.serving.config import ServerOptions, SslOptions
 from course_lib.serving.grpc_service import add_services
+from course_lib.serving.observe import RequestObserver
 from course_lib.serving.registry import ModelRegistry
 from course_lib.serving.rest import RestApi
 from course_lib.serving.service import InferenceService
@@ -64,6 +65,7 @@ async def _start_rest(options: ServerOptions, service: InferenceService) -> web.
         timeout_ms=options.rest_api_timeout_in_ms,
         max_body_bytes=options.max_request_bytes,
         enable_cors=options.enable_cors,
+        metrics_path=options.metrics_path,
     )
     runner = web.AppRunner(api.make_app(), access_log=None, handle_signals=False)
     await runner.setup()
@@ -93,6 +95,8 @@ def _start_grpc(options: ServerOptions, service: InferenceService, loop: asyncio
         maximum_concurrent_rpcs=options.grpc_max_threads * 4,
     )
     add_services(server, service, loop, tensor_content=options.tensor_content)
+    if options.health_service:
+        add_health_service(server)
     credentials = server_credentials(options.ssl)
     addresses = [f"{options.host}:{options.grpc_port}"] if options.grpc_port else []
     if options.grpc_socket_path:
@@ -108,6 +112,19 @@ def _start_grpc(options: ServerOptions, service: InferenceService, loop: asyncio
     security = "TLS" + (" with client certificates" if options.ssl and options.ssl.client_verify else "")
     log.info("Running gRPC ModelServer at %s (%s) ...", ", ".join(addresses), security if credentials else "plaintext")
     return server
+
+
+def add_health_service(server: grpc.Server) -> None:
+    """grpc.health.v1.Health, as TF Serving sets it: the server, ModelService and PredictionService SERVING.
+
+    The gRPC port opens only after the first load (run_server polls first), so SERVING is true when asked.
+    """
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    servicer = health.HealthServicer()
+    for name in ("", "ModelService", "PredictionService"):
+        servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
 
 
 def server_credentials(ssl: SslOptions | None) -> grpc.ServerCredentials | None:
@@ -132,7 +149,10 @@ async def run_server(
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, registry.poll_once)
     threads = options.batching.num_batch_threads if options.batching else min(4, (os.cpu_count() or 1) + 1)
-    service = InferenceService(registry, options.batching, num_threads=threads)
+    observer = (
+        RequestObserver(options.access_log_file or None) if options.metrics_path or options.access_log_file else None
+    )
+    service = InferenceService(registry, options.batching, num_threads=threads, observer=observer)
     if options.batching:
         log.info(
             "Batching enabled: max_batch_size=%d batch_timeout_micros=%d num_batch_threads=%d",
@@ -171,3 +191,5 @@ async def run_server(
         if service.batcher is not None:
             log.info("Batching: %s", service.batcher.stats.summary())
         service.close()
+        if observer is not None:
+            observer.close()

@@ -12,6 +12,7 @@ event loop, optionally through the Batcher.
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import grpc
@@ -30,6 +31,7 @@ from tensorflow_serving.apis import (
 from course_lib.serving.batching import Batcher
 from course_lib.serving.config import BatchingOptions
 from course_lib.serving.errors import failed_precondition, invalid_argument, unimplemented
+from course_lib.serving.observe import RequestObserver
 from course_lib.serving.registry import ModelRegistry
 from course_lib.serving.servable import (
     DEFAULT_SIGNATURE,
@@ -59,8 +61,15 @@ def spec_version(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
 class InferenceService:
     """Predict, Classify, Regress, GetModelMetadata and GetModelStatus over a ModelRegistry."""
 
-    def __init__(self, registry: ModelRegistry, batching: BatchingOptions | None = None, num_threads: int = 4):
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        batching: BatchingOptions | None = None,
+        num_threads: int = 4,
+        observer: RequestObserver | None = None,
+    ):
         self.registry = registry
+        self.observer = observer
         self._executor = ThreadPoolExecutor(num_threads, thread_name_prefix="inference")
         self.batcher = Batcher(batching) if batching is not None else None
 
@@ -123,9 +132,21 @@ class InferenceService:
         all_outputs = tuple(signature.outputs)
 
         def run_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            return model.run(signature, batch, all_outputs)
+            return self._timed_run(model, signature, batch, all_outputs)
 
         return self.batcher.submit(key, run_batch, inputs, size)
+
+    def _timed_run(
+        self, model: ServableVersion, signature: Signature, inputs: dict[str, np.ndarray], output_names: tuple[str, ...]
+    ) -> dict[str, np.ndarray]:
+        """The model itself, timed for :tensorflow:serving:runtime_latency when metrics are on."""
+        if self.observer is None:
+            return model.run(signature, inputs, output_names)
+        started = time.perf_counter()
+        outputs = model.run(signature, inputs, output_names)
+        api = {CLASSIFY_METHOD: "Classify", REGRESS_METHOD: "Regress"}.get(signature.method_name, "Predict")
+        self.observer.runtime(model.name, api, time.perf_counter() - started)
+        return outputs
 
     async def run(
         self, model: ServableVersion, signature: Signature, inputs: dict[str, np.ndarray], output_names: tuple[str, ...]
@@ -134,7 +155,7 @@ class InferenceService:
         batched = self._batched(model, signature, inputs)
         if batched is None:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, model.run, signature, inputs, output_names)
+            return await loop.run_in_executor(self._executor, self._timed_run, model, signature, inputs, output_names)
         outputs = await asyncio.wrap_future(batched)
         return {name: outputs[name] for name in output_names}
 
@@ -144,7 +165,7 @@ class InferenceService:
         """`run` for callers on worker threads (gRPC): runs right here, or waits for the batcher."""
         batched = self._batched(model, signature, inputs)
         if batched is None:
-            return model.run(signature, inputs, output_names)
+            return self._timed_run(model, signature, inputs, output_names)
         outputs = batched.result()
         return {name: outputs[name] for name in output_names}
 

@@ -159,3 +159,20 @@ def test_a_security_flag_is_never_ignored(tmp_path):
     (tmp_path / "ssl.config").write_text("server_kee: 'k'")
     with pytest.raises(CourseError, match="not a valid SSLConfig"):
         parse_server_flags([*base, f"--ssl_config_file={tmp_path / 'ssl.config'}"])
+
+
+def test_big_bodies_decoded_off_the_event_loop_answer_the_same_and_fail_the_same(server):
+    """Bodies over OFFLOAD_BYTES take the codec threads (and orjson): same answers, same 400s."""
+    from course_lib.serving.rest import OFFLOAD_BYTES
+
+    rows = np.tile(X, (3000, 1))
+    body = {"instances": rows.tolist()}
+    assert len(str(body)) > OFFLOAD_BYTES
+    url = f"{server.rest_url}/v1/models/clf:predict"
+    answer = requests.post(url, json=body, timeout=60)
+    assert answer.status_code == 200
+    np.testing.assert_allclose(answer.json()["predictions"], expected_probabilities(rows, 1.0), rtol=1e-5)
+    wrong = requests.post(url, json={"instances": np.tile(X[:, :3], (3000, 1)).tolist()}, timeout=60)
+    assert wrong.status_code == 400 and "expects" in wrong.json()["error"]
+    nan = requests.post(url, data='{"instances": [[NaN, 1, 2, 3]]' + " " * OFFLOAD_BYTES + "}", timeout=60)
+    assert nan.status_code == 200  # NaN tokens, as TF Serving accepts them: json's parser, not orjson's

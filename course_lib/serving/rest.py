@@ -12,9 +12,11 @@ such an answer; nothing a client sends can stop the server.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
 import grpc
@@ -103,6 +105,12 @@ def metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse) -> 
     return '{\n"model_spec":' + spec + ',\n"metadata": {"signature_def": ' + defs + "}\n}\n"
 
 
+# Bodies (bytes) and outputs (values) larger than these are decoded/encoded off the event loop. Small
+# requests stay on it: a thread hop costs more than parsing a few hundred bytes.
+OFFLOAD_BYTES = 64 * 1024
+OFFLOAD_VALUES = 16 * 1024
+
+
 class RestApi:
     """aiohttp handlers for /v1/models/... backed by an InferenceService."""
 
@@ -117,6 +125,7 @@ class RestApi:
     ):
         self.service = service
         self.metrics_path = metrics_path  # Prometheus text here (--monitoring_config_file), else 404
+        self._codec = ThreadPoolExecutor(2, thread_name_prefix="rest-json")
         self.timeout_ms = timeout_ms
         self.timeout = timeout_ms / 1000 if timeout_ms > 0 else None
         self.max_body_bytes = max_body_bytes
@@ -225,14 +234,28 @@ class RestApi:
 
     async def _predict(self, name: str, version: int | None, label: str | None, body: bytes) -> str:
         spec = rest_model_spec(name, version, label)
+        big = len(body) > OFFLOAD_BYTES
+        decode = functools.partial(self._decode_predict, spec, body)
+        model, signature, inputs, request_format = await self._off_loop(decode) if big else decode()
+        outputs = await self.service.run(model, signature, inputs, tuple(signature.outputs))
+        encode = functools.partial(tensors.predict_response_json, outputs, request_format)
+        if big or sum(value.size for value in outputs.values()) > OFFLOAD_VALUES:
+            return await self._off_loop(encode)
+        return encode()
+
+    def _decode_predict(self, spec, body: bytes):
+        """A predict body to (model, signature, numpy inputs, row/columnar): pure CPU work, loop or thread."""
         doc = tensors.parse_json_object(body)
         signature_name = tensors.signature_name_from_json(doc)
         model = self.service.resolve(spec)
         signature = self.service.predict_signature(model, signature_name, rest=True)
         has_literals = b"true" in body or b"false" in body
         inputs, request_format = tensors.predict_inputs_from_json(doc, signature.inputs, body_has_literals=has_literals)
-        outputs = await self.service.run(model, signature, inputs, tuple(signature.outputs))
-        return tensors.predict_response_json(outputs, request_format)
+        return model, signature, inputs, request_format
+
+    async def _off_loop(self, work):
+        """Run JSON work on the codec threads: one image request must not stall every small one."""
+        return await asyncio.get_running_loop().run_in_executor(self._codec, work)
 
     async def _classify(self, name: str, version: int | None, label: str | None, body: bytes) -> str:
         request = _example_request(classification_pb2.ClassificationRequest(), name, version, label, body)

@@ -21,10 +21,12 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import orjson
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import types_pb2
 
@@ -77,12 +79,31 @@ def json_type_name(value: Any) -> str:
     return "Number"
 
 
+_NOT_PARSED = object()
+_LONG_NUMBER = re.compile(rb"\d{20,}")  # beyond 64 bits: orjson would make it a float, json keeps an int
+
+
+def _fast_loads(body: bytes) -> Any:
+    """orjson's parse (several times faster than json's) when it means the same; else _NOT_PARSED.
+
+    orjson refuses NaN/Infinity tokens and 1e400, and turns integers past 64 bits into floats: such
+    bodies (and every malformed one, for json's error messages) go to json.loads instead.
+    """
+    if _LONG_NUMBER.search(body):
+        return _NOT_PARSED
+    try:
+        return orjson.loads(body)
+    except (orjson.JSONDecodeError, TypeError):
+        return _NOT_PARSED
+
+
 def parse_json_object(body: bytes) -> dict:
     """Parse a request body; it must be one JSON object (NaN and Infinity tokens are allowed)."""
     if not body or not body.strip():
         raise invalid_argument("JSON Parse error: The document is empty")
+    doc = _fast_loads(body)
     try:
-        doc = json.loads(body)
+        doc = json.loads(body) if doc is _NOT_PARSED else doc
     except UnicodeDecodeError as exc:
         raise invalid_argument(f"JSON Parse error: Invalid encoding in string. at offset: {exc.start}") from None
     except json.JSONDecodeError as exc:

@@ -156,11 +156,8 @@ def test_tf_serving_only_flags_are_accepted_and_reported_as_ignored():
     options = parse_server_flags(
         ["--model_base_path=/m", "--rest_api_num_threads=8", "--num_load_threads=4", "--enable_model_warmup=false"]
     )
-    assert options.ignored_flags == {
-        "rest_api_num_threads": "8",
-        "num_load_threads": "4",
-        "enable_model_warmup": "false",
-    }
+    assert options.ignored_flags == {"rest_api_num_threads": "8", "num_load_threads": "4"}
+    assert not options.warmup.enabled  # honoured now (tests/test_serving_warmup.py)
 
 
 # a generated proto class, built at import: pyright cannot see it

@@ -24,6 +24,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from course_lib.errors import CourseError
 from course_lib.serving.observe import PROMETHEUS_PATH
 from course_lib.serving.protos import batching_parameters_class, monitoring_config_class, ssl_config_class
+from course_lib.serving.warmup import WarmupOptions
 
 log = logging.getLogger("course_lib.serving")
 
@@ -55,8 +56,6 @@ TF_SERVING_FLAGS = (
 IGNORED_FLAGS = (
     "rest_api_num_threads",
     "grpc_channel_arguments",
-    "enable_model_warmup",
-    "num_request_iterations_for_warmup",
     "num_load_threads",
     "num_unload_threads",
     "max_num_load_retries",
@@ -158,6 +157,7 @@ class ServerOptions:
     metrics_path: str | None = None  # --monitoring_config_file with prometheus_config { enable: true }
     health_service: bool = False  # --enable_grpc_healthcheck_service: grpc.health.v1.Health
     access_log_file: str = ""  # --access_log_file (not a TF Serving flag): one line per request
+    warmup: WarmupOptions = field(default_factory=WarmupOptions)  # --enable_model_warmup, --num_request_...
     ignored_flags: dict[str, str] = field(default_factory=dict)
 
 
@@ -233,6 +233,9 @@ def build_flag_parser() -> argparse.ArgumentParser:
         default=False,
         help="serve grpc.health.v1.Health (ModelService and PredictionService SERVING once loaded)",
     )
+    add("--enable_model_warmup", type=parse_bool, nargs="?", const=True, default=True,
+        help="replay assets.extra/tf_serving_warmup_requests before a version is AVAILABLE")  # fmt: skip
+    add("--num_request_iterations_for_warmup", type=int, default=1, help="times each warm-up record runs")
     add("--access_log_file", default="", help="append one line per request to this file (not a TF Serving flag)")
     add("--use_alts_credentials", type=parse_bool, nargs="?", const=True, default=False, help=argparse.SUPPRESS)
     add(
@@ -452,6 +455,10 @@ def parse_server_flags(argv: Sequence[str]) -> ServerOptions:
             "provide: use --ssl_config_file for TLS, or the real tensorflow_model_server on Google Cloud"
         )
     ssl = load_ssl_config_file(args.ssl_config_file) if args.ssl_config_file else None
+    if args.num_request_iterations_for_warmup < 1:
+        raise CourseError(
+            f"--num_request_iterations_for_warmup must be at least 1, got {args.num_request_iterations_for_warmup}"
+        )
     ignored = {name: getattr(args, name) for name in IGNORED_FLAGS if getattr(args, name) is not None}
     tags = tuple(tag.strip() for tag in args.saved_model_tags.split(",") if tag.strip())
     return ServerOptions(
@@ -476,5 +483,6 @@ def parse_server_flags(argv: Sequence[str]) -> ServerOptions:
         metrics_path=load_monitoring_config_file(args.monitoring_config_file) if args.monitoring_config_file else None,
         health_service=args.enable_grpc_healthcheck_service,
         access_log_file=args.access_log_file,
+        warmup=WarmupOptions(args.enable_model_warmup, args.num_request_iterations_for_warmup),
         ignored_flags=ignored,
     )

@@ -14,13 +14,15 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from course_lib.errors import CourseError
+from course_lib.serving.warmup import write_warmup_requests
 
 PREDICT_SIGNATURE = "serving_default"
 CLASSIFY_SIGNATURE = "tensorflow/serving/classify"
@@ -106,12 +108,15 @@ def export_model(
     regress: bool | None = None,
     class_names: Sequence[str] | None = None,
     overwrite: bool = False,
+    warmup_inputs: Sequence[Mapping[str, np.ndarray]] | None = None,
 ) -> Path:
     """Export `model` as version `version` under `base_path`; returns the version folder.
 
     `classify`/`regress`: None adds the signature when the model fits it (one output; `(batch, K)`
     with K >= 2 for classify, `(batch,)` or `(batch, 1)` for regress; inputs with fixed shapes).
     `class_names` label the classify scores (default "0", "1", ...).
+    `warmup_inputs`: batches ({input name: array}) written as TF Serving warm-up records
+    (assets.extra/tf_serving_warmup_requests), replayed by the server before the version is served.
     """
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         raise CourseError(f"version must be a whole number >= 0 (TF Serving's folder names), got {version!r}")
@@ -184,6 +189,8 @@ def export_model(
     try:
         tf.saved_model.save(module, str(staging), signatures=signatures)
         _set_method_names(staging / "saved_model.pb")
+        if warmup_inputs:
+            write_warmup_requests(staging, warmup_inputs)
         if target.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".retired-{version}-", dir=base))
             os.replace(target, retired / "old")

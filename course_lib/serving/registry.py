@@ -26,6 +26,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from course_lib.serving.errors import ServingError, invalid_argument, not_found
 from course_lib.serving.servable import ServableVersion, describe_load_error
+from course_lib.serving.warmup import WarmupOptions, replay
 
 log = logging.getLogger("course_lib.serving")
 
@@ -104,8 +105,10 @@ class ModelRegistry:
         config: model_server_config_pb2.ModelServerConfig,
         tags: tuple[str, ...] = ("serve",),
         loader: Callable[[str, int, Path], ServableVersion] | None = None,
+        warmup: WarmupOptions | None = None,
     ):
         self._tags = tags
+        self._warmup = warmup or WarmupOptions()
         self._loader = loader or (lambda name, version, path: self._load_and_warm(name, version, path))
         self._lock = threading.Lock()
         self._configs: dict[str, model_server_config_pb2.ModelConfig] = {}
@@ -117,8 +120,11 @@ class ModelRegistry:
         self.update_config(config)
 
     def _load_and_warm(self, name: str, version: int, path: Path) -> ServableVersion:
+        """Load a version and warm it up before it becomes AVAILABLE: its warm-up records when it has them
+        (a failing record fails the load, as in TF Serving), else one call on zeros."""
         model = ServableVersion(name, version, path, self._tags)
-        model.warm_up()
+        if self._warmup.enabled and not replay(model, self._warmup):
+            model.warm_up()
         return model
 
     # ----- configuration -------------------------------------------------------------------

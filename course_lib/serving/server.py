@@ -145,7 +145,7 @@ async def run_server(
     configure_tensorflow_threads(options)
     for name, value in options.ignored_flags.items():
         log.info("Flag --%s=%s is accepted for compatibility with tensorflow_model_server and ignored", name, value)
-    registry = ModelRegistry(options.model_config, options.saved_model_tags)
+    registry = ModelRegistry(options.model_config, options.saved_model_tags, warmup=options.warmup)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, registry.poll_once)
     threads = options.batching.num_batch_threads if options.batching else min(4, (os.cpu_count() or 1) + 1)

@@ -69,14 +69,17 @@ class Mutant:
     change: str
 
 
-def solution_lines(source: str) -> range:
-    """The 1-based line numbers strictly between the BEGIN and END SOLUTION markers (empty if none)."""
-    lines = source.splitlines()
-    begin = next((i for i, line in enumerate(lines, 1) if line.strip() == BEGIN), None)
-    end = next((i for i, line in enumerate(lines, 1) if line.strip() == END), None)
-    if begin is None or end is None or end <= begin:
-        return range(0)
-    return range(begin + 1, end)
+def solution_lines(source: str) -> set[int]:
+    """The 1-based line numbers strictly between each BEGIN and END SOLUTION pair (empty if none)."""
+    found: set[int] = set()
+    begin = None
+    for number, line in enumerate(source.splitlines(), 1):
+        if line.strip() == BEGIN:
+            begin = number
+        elif line.strip() == END and begin is not None:
+            found.update(range(begin + 1, number))
+            begin = None
+    return found
 
 
 def _docstring_ids(tree: ast.AST) -> set[int]:

@@ -52,7 +52,9 @@ def diagrams_notebook() -> nbformat.NotebookNode:
         if cell.cell_type == "markdown"
         for block in MERMAID.findall(cell.source)
     ]
-    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(block) for block in blocks])
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(block) for block in blocks])
+    notebook.metadata["kernelspec"] = {"name": "tf-course", "display_name": "Python 3 (TF course)", "language": "python"}
+    return notebook
 
 
 @pytest.fixture(scope="module")
@@ -200,11 +202,13 @@ def test_every_mermaid_diagram_renders_in_jupyterlab(lab):
         page.goto(f"{lab}/lab/tree/{DIAGRAMS}?token=browser")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
         deadline = time.monotonic() + 60
-        while page.locator(".jp-RenderedMermaid svg").count() < expected and time.monotonic() < deadline:
+        # JupyterLab 4 draws each diagram as an <img> whose source is the SVG Mermaid made.
+        drawn = page.locator(".jp-RenderedMermaid img[src^='data:image/svg+xml']")
+        while drawn.count() < expected and time.monotonic() < deadline:
             time.sleep(0.5)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "diagrams.png"), full_page=True)
-        rendered = page.locator(".jp-RenderedMermaid svg").count()
+        rendered = drawn.count()
         warnings = page.locator(".jp-RenderedMermaid.jp-mod-warning").all_inner_texts()
         browser.close()
     assert warnings == [], f"Mermaid could not render: {warnings[:1]}"

@@ -176,3 +176,11 @@ def test_big_bodies_decoded_off_the_event_loop_answer_the_same_and_fail_the_same
     assert wrong.status_code == 400 and "expects" in wrong.json()["error"]
     nan = requests.post(url, data='{"instances": [[NaN, 1, 2, 3]]' + " " * OFFLOAD_BYTES + "}", timeout=60)
     assert nan.status_code == 200  # NaN tokens, as TF Serving accepts them: json's parser, not orjson's
+
+
+def test_docs_serving_md_says_what_happens_to_every_flag():
+    from course_lib.paths import REPO_ROOT
+
+    table = (REPO_ROOT / "docs" / "serving.md").read_text()
+    missing = [name for name in TF_SERVING_FLAGS if f"`--{name}`" not in table]
+    assert not missing, f"docs/serving.md does not list: {missing}"

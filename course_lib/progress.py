@@ -137,7 +137,7 @@ def current_notebook(folder: Path | None = None) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def show(notebook: str | os.PathLike[str] | None = None) -> list[ExerciseResult]:
+def show(notebook: str | os.PathLike[str] | None = None) -> None:
     """In a notebook: which exercises pass and which hints you asked for, from your last save.
 
     Save first (Ctrl+S): the table reads the saved file. `make progress` runs your notebooks afresh.
@@ -145,7 +145,7 @@ def show(notebook: str | os.PathLike[str] | None = None) -> list[ExerciseResult]
     path = Path(notebook) if notebook else current_notebook()
     if path is None or not path.is_file():
         print(f"no saved notebook found in {Path.cwd()}: pass its path, e.g. show('03-model-formats.ipynb')")
-        return []
+        return
     results = saved_results(path)
     table = format_table(results).replace("first failing message", "first failing message (from your last save)")
     try:
@@ -154,11 +154,10 @@ def show(notebook: str | os.PathLike[str] | None = None) -> list[ExerciseResult]
 
         if get_ipython() is not None:
             display(Markdown(table))
-            return results
+            return
     except ImportError:  # plain Python: print it
         pass
     print(table)
-    return results
 
 
 def format_table(results: list[ExerciseResult]) -> str:

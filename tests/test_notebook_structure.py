@@ -226,3 +226,9 @@ def test_every_exercise_has_hidden_tests_and_hints_that_do_not_give_the_answer(p
             shown = [line for line in solution_code_lines(cell.source) if any(line in text for text in hints)]
             results = [line for line in shown if line.startswith(("return ", "yield "))]
             assert len(shown) < 2 and not results, f"{path.stem} {exercise}: the hints hold the solution: {shown}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_students_can_see_where_they_stand_from_the_notebook(path):
+    """Issue 16: an in-notebook call shows which exercises pass and which hints were asked (course_lib.progress)."""
+    assert any(c.cell_type == "code" and "from course_lib.progress import show" in c.source for c in load(path).cells)

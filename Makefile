@@ -128,16 +128,20 @@ course: $(STAMP)
 generate: course
 	$(CLASSROOM) generate $(ASSIGNMENT)
 
+# GRADING_WORKERS: students graded at a time (default: the CPUs this process may use; WORKERS is pytest's).
 grade: $(STAMP)
-	@test -n "$(ASSIGNMENT)" || (echo "usage: make grade ASSIGNMENT=<id> [SUBMISSIONS=<folder or zip>]"; exit 2)
-	$(CLASSROOM) grade $(ASSIGNMENT) $(if $(SUBMISSIONS),--from $(SUBMISSIONS),)
+	@test -n "$(ASSIGNMENT)" || (echo "usage: make grade ASSIGNMENT=<id> [SUBMISSIONS=<folder or zip>] [GRADING_WORKERS=N]"; exit 2)
+	$(CLASSROOM) grade $(ASSIGNMENT) $(if $(SUBMISSIONS),--from $(SUBMISSIONS),) \
+	    $(if $(GRADING_WORKERS),--workers $(GRADING_WORKERS),)
 
 feedback: $(STAMP)
 	@test -n "$(ASSIGNMENT)" || (echo "usage: make feedback ASSIGNMENT=<id>"; exit 2)
 	$(CLASSROOM) feedback $(ASSIGNMENT)
 
+# nbgrader's export (OUT, default grades.csv in the course directory) and, beside it, grades-canvas.csv and
+# grades-moodle.csv; CANVAS_ID=sis-login-id|sis-user-id|id: the Canvas column of nbgrader's student id.
 grades: $(STAMP)
-	$(CLASSROOM) grades $(if $(OUT),--out $(OUT),)
+	$(CLASSROOM) grades $(if $(OUT),--out $(OUT),) $(if $(CANVAS_ID),--canvas-id $(CANVAS_ID),)
 
 formgrader: course
 	cd $(COURSE_DIR) && $(abspath $(PY)) -m course_lib lab --no-workspace --host $(HOST) --port $(PORT) \

@@ -107,45 +107,67 @@ def test_grades_export_to_csv(graded_class):
     assert float(by_student["partial"][header.index("score")]) == 3
 
 
+def grading_processes_of(pid: int) -> list[int]:
+    """Worker nbgraders started by the grading process `pid` (they carry its pid in their environment)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if f"COURSE_GRADING_PARENT_PID={pid}".encode() in env:
+            found.append(int(proc.name))
+    return found
+
+
 @pytest.mark.slow  # nbgrader grades submissions
-def test_an_interrupted_run_keeps_what_it_graded(tmp_path):
+def test_a_killed_run_keeps_what_it_graded_and_resumes(tmp_path):
+    """Kill a real 2-worker grading run once its report names a student; the rerun grades the rest."""
     root = tmp_path / "course"
     run_cli("--course", str(root), "--sources", str(SOURCES), "setup")
     run_cli("--course", str(root), "--sources", str(SOURCES), "generate")
     submissions = tmp_path / "subs"
-    for student in ("partial", "perfect", "untouched"):
+    students = {"partial": 3, "perfect": 6, "untouched": 0, "deleted-test": 3, "huge-output": 6}
+    for student in students:
         shutil.copytree(SUBMISSIONS / student, submissions / student)
     report = root / f"grading-report-{ASSIGNMENT}.json"
+    command = ["--course", str(root), "--sources", str(SOURCES), "grade", ASSIGNMENT, "--workers", "2"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "course_lib.dev.classroom",
-            "--course",
-            str(root),
-            "--sources",
-            str(SOURCES),
-            "grade",
-            ASSIGNMENT,
-            "--from",
-            str(submissions),
-        ],
+        [sys.executable, "-m", "course_lib.dev.classroom", *command, "--from", str(submissions)],
         env={**os.environ, **LIMITS},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 300
     while not report.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.05)
+    workers = grading_processes_of(process.pid)
     process.kill()
     process.wait()
-    first = json.loads(report.read_text())
-    assert first and first[0]["student"] == "partial" and first[0]["status"] == "graded"
+    first = json.loads(report.read_text())  # written atomically: always whole JSON
+    assert first and all(o["status"] == "graded" for o in first)
+    assert len(first) < len(students), "killed before the end: make the run longer"
+    deadline = time.monotonic() + 10
+    while grading_processes_of(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert workers and grading_processes_of(process.pid) == [], "the workers die with the grading process"
 
-    result = run_cli("--course", str(root), "--sources", str(SOURCES), "grade", ASSIGNMENT)
-    assert "partial: already graded (3.0/6.0), skipped" in result.stdout
+    result = run_cli(*command)
+    for outcome in first:
+        assert f"{outcome['student']}: already graded ({outcome['score']}/{outcome['max_score']}), skipped" in (
+            result.stdout
+        )
     final = {o["student"]: o for o in json.loads(report.read_text())}
-    assert {s: final[s]["score"] for s in final} == {"partial": 3, "perfect": 6, "untouched": 0}
+    assert {s: final[s]["score"] for s in final} == students
+    assert not (root / ".grading-scratch").exists()
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:  # each submission once, no grade twice
+        assert gradebook.assignments[0].num_submissions == len(students)
+        assert {s: gradebook.find_submission(ASSIGNMENT, s).score for s in students} == students
+        assert sum(len(n.grades) for s in students for n in gradebook.find_submission(ASSIGNMENT, s).notebooks) == (
+            3 * len(students)
+        )
 
 
 @pytest.mark.slow  # nbgrader grades submissions

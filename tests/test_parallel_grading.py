@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,22 @@ def test_a_scratch_course_holds_one_student_and_a_copy_of_the_gradebook(tmp_path
     assert [p.name for p in (scratch / "submitted").iterdir()] == ["ann"]
     assert (scratch / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").exists()
     assert sqlite3.connect(scratch / "gradebook.db").execute("SELECT x FROM t").fetchall() == [(1,)]
+
+
+def test_make_passes_the_worker_count_and_the_canvas_column(tmp_path):
+    """`make grade GRADING_WORKERS=3` and `make grades CANVAS_ID=...` reach the classroom command (make -n)."""
+
+    def dry_run(*args):
+        result = subprocess.run(
+            ["make", "-n", "--no-print-directory", "-C", str(Path(__file__).resolve().parents[1]), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return result.stdout
+
+    common = [f"COURSE_DIR={tmp_path}", "ASSIGNMENT=tiny-assignment"]
+    assert "grade tiny-assignment" in dry_run("grade", *common) and "--workers" not in dry_run("grade", *common)
+    assert "--workers 3" in dry_run("grade", *common, "GRADING_WORKERS=3")
+    assert "--canvas-id sis-user-id" in dry_run("grades", f"COURSE_DIR={tmp_path}", "CANVAS_ID=sis-user-id")

@@ -38,7 +38,7 @@ from course_lib.dev.lms_grades import CANVAS_ID_OPTIONS
 from course_lib.dev.lms_grades import export as export_lms
 from course_lib.dev.parallel_grading import (
     Attempt,
-    CourseBusyError,
+    GradingError,
     default_workers,
     exclusive_run,
     grade_in_scratch,
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             collect(course, args.assignment, args.source)
         try:
             outcomes = grade(course, args.assignment, force=args.force, workers=args.workers)
-        except CourseBusyError as error:
+        except GradingError as error:
             print(error, file=sys.stderr)
             return 3
         print(format_table(outcomes))

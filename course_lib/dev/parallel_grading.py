@@ -45,7 +45,11 @@ LOCK = ".grading.lock"
 PR_SET_PDEATHSIG = 1
 
 
-class CourseBusyError(RuntimeError):
+class GradingError(RuntimeError):
+    """Grading cannot start: the message says why."""
+
+
+class CourseBusyError(GradingError):
     """Another grading run holds the course directory."""
 
 
@@ -74,6 +78,8 @@ def exclusive_run(root: Path) -> Iterator[None]:
 
 def snapshot_gradebook(database: Path, target: Path) -> Path:
     """A consistent copy of the gradebook (SQLite's backup API), which workers copy in turn."""
+    if not database.exists():
+        raise GradingError(f"no gradebook at {database}: generate the assignment first (make generate)")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.unlink(missing_ok=True)
     source = sqlite3.connect(f"file:{database}?mode=ro", uri=True)

@@ -156,6 +156,7 @@ DIAGRAMS = {
     "03-model-formats": "the anatomy of a SavedModel folder",
     "06-serving": "the serving request path",
     "10-resource-estimation": "a GPU memory breakdown",
+    "11-capstone": "the release path",
 }
 
 

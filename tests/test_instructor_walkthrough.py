@@ -4,6 +4,7 @@ One course directory goes through setup, release, the exchange (release, fetch, 
 an LMS zip, grading, formgrader, feedback and the CSV export, exactly as the document shows.
 """
 
+import csv
 import os
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def test_4_grade_with_an_lms_zip(course):
     archive = course["scratch"] / "lms.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.write(FIXTURES / "submissions" / "perfect" / f"{ASSIGNMENT}.ipynb", f"bob_{ASSIGNMENT}.ipynb")
-    result = make("grade", *course["vars"], f"ASSIGNMENT={ASSIGNMENT}", f"SUBMISSIONS={archive}")
+    result = make("grade", *course["vars"], f"ASSIGNMENT={ASSIGNMENT}", f"SUBMISSIONS={archive}", "GRADING_WORKERS=2")
     assert "| alice | graded | 3 / 6 |" in result.stdout
     assert "| bob | graded | 6 / 6 |" in result.stdout
 
@@ -136,6 +137,11 @@ def test_7_grades_to_csv(course):
     header = rows[0]
     scores = {row[header.index("student_id")]: float(row[header.index("score")]) for row in rows[1:]}
     assert scores == {"alice": 3.0, "bob": 6.0}
+    canvas = list(csv.reader((out.parent / "grades-canvas.csv").open()))
+    assert canvas[0][:5] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
+    assert canvas[1][0] == "Points Possible"
+    moodle = list(csv.DictReader((out.parent / "grades-moodle.csv").open()))
+    assert {row["Username"]: float(row[ASSIGNMENT]) for row in moodle} == {"alice": 3.0, "bob": 6.0}
 
 
 def test_students_progress(course):

@@ -5,6 +5,8 @@ records x --num_request_iterations_for_warmup, one call on zeros without records
 --enable_model_warmup=false. A version whose records it cannot answer is not served, as in TF Serving.
 """
 
+# pyright: reportAttributeAccessIssue=false
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +23,7 @@ pytestmark = pytest.mark.slow  # model servers as subprocesses
 class CallCounter(tf.Module):
     def __init__(self):
         super().__init__()
-        self.calls = tf.Variable(0, dtype=tf.int64)
+        self.calls = tf.Variable(tf.zeros([], tf.int64))
 
     @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
     def serve(self, x):

@@ -4,7 +4,6 @@ Playwright drives /usr/bin/chromium (no browser download). `.ci/run` installs Ch
 developer machine without it the test is skipped with the command to install it.
 """
 
-import contextlib
 import os
 import re
 import sys
@@ -118,21 +117,6 @@ def run_all(page) -> None:
     page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
 
 
-def restart_and_run_all(page) -> None:
-    """Kernel > Restart Kernel and Run All Cells, confirming the dialog when JupyterLab shows one.
-
-    A plain Run All sent before the kernel is connected is dropped; a restart waits for it, and
-    starts from a clean state, as a student would.
-    """
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Kernel$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Restart Kernel and Run All Cells")).click()
-    # No dialog within the timeout: no kernel was running yet, and JupyterLab starts one without asking.
-    with contextlib.suppress(PlaywrightTimeout):
-        page.locator(".jp-Dialog-button", has_text="Restart").click(timeout=20_000)
-
-
 def save_and_read_code_cells(page, saved_path: Path) -> list:
     """Ctrl+S in JupyterLab, wait until the file changes, and return the saved notebook's code cells."""
     before = saved_path.stat().st_mtime
@@ -166,38 +150,28 @@ def test_notebook_runs_in_chromium_without_errors(lab, notebook):
         assert page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Nbgrader$")).count() == 1
 
         run_all(page)
-        deadline, retries = time.monotonic() + 300, 0
-        while time.monotonic() < deadline:
-            first_prompt = page.locator(".jp-CodeCell .jp-InputPrompt").first.inner_text().strip()
-            if first_prompt == "[ ]:" and deadline - time.monotonic() < 270 - 30 * retries and retries < 3:
-                # The request reached no kernel: ask again, restarting only as the last resort.
-                (run_all if retries < 2 else restart_and_run_all)(page)
-                retries += 1
-            # Cells scrolled out of view may render no prompt text: judge by the last cell and by
-            # the absence of any queued or running cell.
-            prompts = [p.strip() for p in page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()]
-            if prompts and re.fullmatch(r"\[\d+\]:", prompts[-1]) and "[*]:" not in prompts:
-                break
-            time.sleep(1)
-        else:
-            page.screenshot(path=str(SCREENSHOTS / f"{name}-timeout.png"), full_page=True)
-            pytest.fail(f"{name} did not finish within 300 s in the browser")
-
-        if page.locator(".jp-toast-button", has_text="No").count():
-            page.locator(".jp-toast-button", has_text="No").click()  # JupyterLab's news prompt
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=False)
-        # JupyterLab renders only the cells in view, so the prompts above may end at a cell that ran while
-        # later ones still wait: judge the run by the notebook it saves, saving until every cell ran.
-        deadline = time.monotonic() + 240
+        # Judge the run by the notebook JupyterLab saves (Ctrl+S every few seconds), not by the prompts on
+        # screen: the notebook is windowed, so the prompts in view may belong to cells that have not run
+        # yet while the first ones are running. A Run All sent before the kernel listened is lost: send it
+        # again while nothing has run and the kernel is not busy (no restart: that dropped the page's
+        # kernel websocket in full runs).
+        deadline, last_request = time.monotonic() + 420, time.monotonic()
         while True:
             code_cells = save_and_read_code_cells(page, saved_path)
             if all(c.execution_count for c in code_cells) or time.monotonic() > deadline:
                 break
-            time.sleep(2)
+            busy = page.locator("#jp-main-statusbar :text('Busy')").count() > 0
+            if not busy and not any(c.execution_count for c in code_cells) and time.monotonic() - last_request > 30:
+                run_all(page)
+                last_request = time.monotonic()
+            time.sleep(3)
+        if page.locator(".jp-toast-button", has_text="No").count():
+            page.locator(".jp-toast-button", has_text="No").click()  # JupyterLab's news prompt
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=False)
         browser.close()
 
     assert len(code_cells) > 5
-    assert all(c.execution_count for c in code_cells), "some cells did not run"
+    assert all(c.execution_count for c in code_cells), f"some cells of {name} did not run within 420 s"
     errors = [o for c in code_cells for o in c.outputs if o.output_type == "error"]
     assert errors == [], errors[:1]
     text = "".join(o.get("text", "") for c in code_cells for o in c.outputs)

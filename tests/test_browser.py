@@ -125,7 +125,16 @@ def save_and_read_code_cells(page, saved_path: Path) -> list:
     deadline = time.monotonic() + 30
     while saved_path.stat().st_mtime == before and time.monotonic() < deadline:
         time.sleep(0.5)
-    return [c for c in nbformat.read(saved_path, as_version=4).cells if c.cell_type == "code"]
+    # The file changes before JupyterLab has finished writing it: read it again until it is whole JSON.
+    for _ in range(20):
+        try:
+            notebook = nbformat.read(saved_path, as_version=4)
+            break
+        except nbformat.reader.NotJSONError:
+            time.sleep(0.5)
+    else:
+        notebook = nbformat.read(saved_path, as_version=4)  # still cut short after 10 s: let it fail loudly
+    return [c for c in notebook.cells if c.cell_type == "code"]
 
 
 @pytest.mark.slow  # a browser runs the notebook in JupyterLab

@@ -16,10 +16,10 @@ import pytest
 import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
-from serving_fixtures.models import export_classifier
+from serving_fixtures.models import serve_classifier
 
 from course_lib.errors import CourseError
-from course_lib.serving import GrpcClient, ServingError, serve
+from course_lib.serving import GrpcClient, ServingError
 from course_lib.serving.config import parse_server_flags
 
 X = np.array([[1, 2, 3, 4]], np.float32)
@@ -28,23 +28,11 @@ METRICS = "/monitoring/prometheus/metrics"
 pytestmark = pytest.mark.slow  # model servers as subprocesses
 
 
-def start(root, *flags):
-    export_classifier(root / "clf", 1)
-    return serve(
-        model_name="clf",
-        model_base_path=root / "clf",
-        use_real_server=False,
-        log_path=root / "server.log",
-        extra_flags=list(flags),
-        timeout=180,
-    )
-
-
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory):
     root = tmp_path_factory.mktemp("observed")
     (root / "monitoring.config").write_text("prometheus_config { enable: true }")
-    handle = start(
+    handle = serve_classifier(
         root,
         f"--monitoring_config_file={root / 'monitoring.config'}",
         "--enable_grpc_healthcheck_service=true",
@@ -117,7 +105,7 @@ def test_the_access_log_has_one_line_per_request(observed):
 
 
 def test_without_the_flags_there_are_no_metrics_health_or_log(tmp_path):
-    with start(tmp_path) as server:
+    with serve_classifier(tmp_path) as server:
         assert requests.get(server.rest_url + METRICS, timeout=10).status_code == 404
         with grpc.insecure_channel(server.grpc_target) as channel, pytest.raises(grpc.RpcError) as error:
             health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)

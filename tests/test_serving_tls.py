@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_fixtures.models import expected_probabilities, export_classifier
+from serving_fixtures.models import expected_probabilities, serve_classifier
 
-from course_lib.serving import GrpcClient, ServingError, serve, tls_credentials
+from course_lib.serving import GrpcClient, ServingError, tls_credentials
 
 X = np.array([[1, 2, 3, 4]], np.float32)
 
@@ -63,25 +63,13 @@ def ssl_config(certs: Path, client_verify: bool) -> Path:
     return path
 
 
-def start(root: Path, config: Path):
-    export_classifier(root / "clf", 1)
-    return serve(
-        model_name="clf",
-        model_base_path=root / "clf",
-        use_real_server=False,
-        log_path=root / "server.log",
-        extra_flags=[f"--ssl_config_file={config}"],
-        timeout=180,
-    )
-
-
 def predict(target: str, credentials=None):
     with GrpcClient(target, "clf", timeout=5, credentials=credentials) as client:
         return client.predict({"x": X})["probs"]
 
 
 def test_tls_serves_the_right_ca_and_refuses_plaintext_and_other_cas(certs, tmp_path):
-    with start(tmp_path, ssl_config(certs, client_verify=False)) as server:
+    with serve_classifier(tmp_path, f"--ssl_config_file={ssl_config(certs, client_verify=False)}") as server:
         np.testing.assert_allclose(
             predict(server.grpc_target, tls_credentials(certs / "ca.pem")), expected_probabilities(X, 1.0), rtol=1e-5
         )
@@ -93,7 +81,7 @@ def test_tls_serves_the_right_ca_and_refuses_plaintext_and_other_cas(certs, tmp_
 
 
 def test_client_verify_requires_a_client_certificate_signed_by_the_custom_ca(certs, tmp_path):
-    with start(tmp_path, ssl_config(certs, client_verify=True)) as server:
+    with serve_classifier(tmp_path, f"--ssl_config_file={ssl_config(certs, client_verify=True)}") as server:
         with pytest.raises(ServingError):
             predict(server.grpc_target, tls_credentials(certs / "ca.pem"))  # no client certificate
         with pytest.raises(ServingError):

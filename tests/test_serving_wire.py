@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import requests
 import tensorflow as tf
-from serving_fixtures.models import expected_probabilities, export_classifier
+from serving_fixtures.models import expected_probabilities, serve_classifier
 from tensorflow_serving.apis import inference_pb2, predict_pb2, prediction_service_pb2_grpc
 
-from course_lib.serving import export_model, serve
+from course_lib.serving import export_model
 from course_lib.serving.config import IGNORED_FLAGS, TF_SERVING_FLAGS, build_flag_parser, parse_server_flags
 
 X = np.array([[1, 2, 3, 4], [0.5, -1, 0, 2]], np.float32)
@@ -27,21 +27,9 @@ CLASSIFY, REGRESS = "tensorflow/serving/classify", "tensorflow/serving/regress"
 pytestmark = pytest.mark.slow  # model servers as subprocesses
 
 
-def start(root, *flags):
-    export_classifier(root / "clf", 1)
-    return serve(
-        model_name="clf",
-        model_base_path=root / "clf",
-        use_real_server=False,
-        log_path=root / "server.log",
-        extra_flags=list(flags),
-        timeout=180,
-    )
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    handle = start(tmp_path_factory.mktemp("wire"))
+    handle = serve_classifier(tmp_path_factory.mktemp("wire"))
     yield handle
     handle.stop()
 
@@ -69,7 +57,7 @@ def test_predict_fills_the_typed_fields_that_tf_servings_own_example_reads(stub)
 
 
 def test_tensor_content_only_when_the_flag_asks(tmp_path):
-    handle = start(tmp_path, "--enable_serialization_as_tensor_content=true")
+    handle = serve_classifier(tmp_path, "--enable_serialization_as_tensor_content=true")
     with handle, grpc.insecure_channel(handle.grpc_target) as channel:
         output = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(predict_request(), timeout=30)
     probs = output.outputs["probs"]

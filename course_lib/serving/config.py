@@ -359,20 +359,29 @@ def load_batching_parameters_file(path: str | os.PathLike) -> BatchingOptions:
     return parse_batching_parameters(text, str(path))
 
 
-def load_ssl_config_file(path: str | os.PathLike) -> SslOptions:
-    """Read `--ssl_config_file` (SSLConfig text protobuf); refuse one that would not secure anything."""
+def _read_text_proto(path: str | os.PathLike, flag: str, message, expected: str):
+    """Read the text-protobuf file a flag names into `message`; CourseError says what the file should hold."""
     try:
         text = Path(path).read_text()
     except OSError as exc:
-        raise CourseError(f"Cannot read --ssl_config_file {path}: {exc.strerror}") from None
-    config = ssl_config_class()()
+        raise CourseError(f"Cannot read {flag} {path}: {exc.strerror}") from None
     try:
-        text_format.Parse(text, config)
+        text_format.Parse(text, message)
     except text_format.ParseError as exc:
         raise CourseError(
-            f"{path} is not a valid SSLConfig text protobuf: {exc}. Expected: server_key: '<PEM text>' "
-            "server_cert: '<PEM text>' custom_ca: '<PEM text>' client_verify: true"
+            f"{path} is not a valid {message.DESCRIPTOR.name} text protobuf: {exc}. Expected: {expected}"
         ) from None
+    return message
+
+
+def load_ssl_config_file(path: str | os.PathLike) -> SslOptions:
+    """Read `--ssl_config_file` (SSLConfig text protobuf); refuse one that would not secure anything."""
+    config = _read_text_proto(
+        path,
+        "--ssl_config_file",
+        ssl_config_class()(),
+        "server_key: '<PEM text>' server_cert: '<PEM text>' custom_ca: '<PEM text>' client_verify: true",
+    )
     missing = [name for name in ("server_key", "server_cert") if not getattr(config, name).strip()]
     if missing:
         raise CourseError(
@@ -387,18 +396,12 @@ def load_ssl_config_file(path: str | os.PathLike) -> SslOptions:
 
 def load_monitoring_config_file(path: str | os.PathLike) -> str | None:
     """The Prometheus path `--monitoring_config_file` enables (TF Serving's default path when unset), or None."""
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise CourseError(f"Cannot read --monitoring_config_file {path}: {exc.strerror}") from None
-    config = monitoring_config_class()()
-    try:
-        text_format.Parse(text, config)
-    except text_format.ParseError as exc:
-        raise CourseError(
-            f"{path} is not a valid MonitoringConfig text protobuf: {exc}. Expected: "
-            'prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }'
-        ) from None
+    config = _read_text_proto(
+        path,
+        "--monitoring_config_file",
+        monitoring_config_class()(),
+        'prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }',
+    )
     prometheus = config.prometheus_config
     if not prometheus.enable:
         return None

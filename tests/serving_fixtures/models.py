@@ -108,3 +108,18 @@ def copy_version_atomically(source: Path, base: Path, version: int) -> Path:
     target = Path(base) / str(version)
     staging.rename(target)
     return target
+
+
+def serve_classifier(root: Path, *flags: str):
+    """The course server on free ports, serving version 1 of the classifier from `root`, with extra flags."""
+    from course_lib.serving import serve
+
+    export_classifier(root / "clf", 1)
+    return serve(
+        model_name="clf",
+        model_base_path=root / "clf",
+        use_real_server=False,
+        log_path=root / "server.log",
+        extra_flags=list(flags),
+        timeout=180,
+    )

@@ -21,7 +21,8 @@ SOURCES    ?= $(CURDIR)/solutions
 CLASSROOM   = $(PY) -m course_lib.dev.classroom --course $(COURSE_DIR) --sources $(SOURCES)
 
 .PHONY: help venv kernel notebooks lab fresh test lint strip refresh lock doctor clean mutants \
-        course generate grade feedback grades formgrader progress gpu-report binder-check binder-badge currency
+        course generate grade feedback grades formgrader progress gpu-report binder-check binder-badge currency \
+        hub
 
 # GPU CI and lab VMs: every notebook with QUICK=False plus the measured report (DRY_RUN=1: CPU sizes).
 REPORT_DIR ?= results/$(shell date -u +%Y%m%d-%H%M)
@@ -39,6 +40,7 @@ help:
 	@echo "make binder-badge   point the README's Binder badge at this repository's GitHub remote"
 	@echo "make currency [CURRENCY_OUT=results/...]   every notebook and the suite on the newest TensorFlow and Keras"
 	@echo "make mutants   authors: how many wrong answers the graded tests catch (docs/mutation-scores.json)"
+	@echo "make hub [ROSTER=..] [HUB_STATE=..] [HUB_PORT=8000]   root: JupyterHub for a class on 127.0.0.1 (docs/hub.md)"
 	@echo "make lint | strip | refresh NB=... | doctor | lock | clean"
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
@@ -146,6 +148,22 @@ grades: $(STAMP)
 formgrader: course
 	cd $(COURSE_DIR) && $(abspath $(PY)) -m course_lib lab --no-workspace --host $(HOST) --port $(PORT) \
 	    --token $(TOKEN) --root $(COURSE_DIR) --url /formgrader
+
+# A class on one machine (docs/hub.md): accounts from the roster, then JupyterHub on 127.0.0.1:$(HUB_PORT)
+# behind configurable-http-proxy, pinned in deploy/hub/package-lock.json and installed with `npm ci`.
+HUB_DIR   := deploy/hub
+HUB_PROXY := $(HUB_DIR)/node_modules/.installed
+ROSTER    ?= $(HUB_DIR)/roster.example.csv
+HUB_STATE ?= $(HUB_DIR)/state
+HUB_PORT  ?= 8000
+
+$(HUB_PROXY): $(HUB_DIR)/package.json $(HUB_DIR)/package-lock.json
+	cd $(HUB_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+hub: $(STAMP) $(HUB_PROXY)
+	$(PY) -m course_lib.hub --roster $(ROSTER) --state $(HUB_STATE) start --port $(HUB_PORT) \
+	    $(if $(PASSWORDS),--passwords $(PASSWORDS),)
 
 gpu-report: $(STAMP)
 	$(PY) -m course_lib.dev.gpu_report --out $(REPORT_DIR) $(if $(DRY_RUN),--dry-run,)

@@ -1,0 +1,143 @@
+"""Prepare a class (accounts, folders) and run its JupyterHub: for `make hub`, the tests and the load test."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import requests
+
+from course_lib.errors import CourseError
+from course_lib.hub.accounts import ensure_accounts, remove_accounts, require_root
+from course_lib.hub.course import prepare_state
+from course_lib.hub.roster import read_roster
+from course_lib.hub.settings import BIN, HUB_DIR, HubSettings
+from course_lib.hub.spawner import remove_leftover_cgroups
+
+CONFIG_FILE = HUB_DIR / "jupyterhub_config.py"
+
+
+def prepare(settings: HubSettings, passwords: dict[str, str] | None = None) -> dict[str, str]:
+    """Accounts for the roster and the grader, and the state folder; the passwords of new accounts."""
+    require_root("the class hub")
+    if not settings.proxy.exists():
+        raise CourseError(
+            f"configurable-http-proxy is not installed at {settings.proxy}: run `make hub` "
+            "(it runs `npm ci` in deploy/hub), or `cd deploy/hub && npm ci`"
+        )
+    blocked = unreachable_interpreter()
+    if blocked:
+        raise CourseError(blocked)
+    roster = read_roster(settings.roster)
+    settings.private.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.private, 0o700)
+    created = ensure_accounts([*roster.usernames, settings.grader], settings.accounts_record, passwords)
+    prepare_state(settings)
+    remove_leftover_cgroups(roster.usernames)  # of a hub that was killed before it stopped its servers
+    return created
+
+
+def unreachable_interpreter() -> str:
+    """Why students could not run the course's Python (servers and kernels run as them); "" if they can.
+
+    A venv built from an interpreter under /root (pyenv's default) is one: /root is 0700.
+    """
+    interpreter = Path(os.path.realpath(BIN / "python"))
+    for folder in [*reversed(interpreter.parents), interpreter]:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            return (
+                f"other users cannot run {BIN / 'python'}: {folder} (on the way to its interpreter {interpreter}) "
+                "is not searchable by others. Build the venv from a Python they can reach "
+                "(`make clean venv PYTHON=/usr/bin/python3`), or `chmod o+x` that folder"
+            )
+    return ""
+
+
+def hub_command(config: Path = CONFIG_FILE) -> list[str]:
+    return [str(BIN / "jupyterhub"), "-f", str(config)]
+
+
+def hub_environment(settings: HubSettings) -> dict[str, str]:
+    """The hub's environment: the settings, and the venv first on PATH (servers, services and nbgrader's
+    `alembic` inherit it)."""
+    return {**os.environ, **settings.environment(), "PATH": venv_path()}
+
+
+def venv_path() -> str:
+    return os.pathsep.join([str(BIN), os.environ.get("PATH", "/usr/bin:/bin")])
+
+
+class RunningHub:
+    """A JupyterHub started in the background, with its log in a file; `stop` ends it and its proxy."""
+
+    def __init__(self, settings: HubSettings, log: Path, timeout: float = 120):
+        self.settings = settings
+        self.log = log
+        with log.open("ab") as handle:
+            self.process = subprocess.Popen(
+                hub_command(),
+                env=hub_environment(settings),
+                cwd=settings.private,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise CourseError(f"the hub exited with {self.process.returncode}: {self.tail()}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{self.settings.url}/hub/api/", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.3)
+        raise CourseError(f"the hub did not answer on {self.settings.url} within {timeout} s: {self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def proxy_pid(self) -> int | None:
+        with contextlib.suppress(OSError, ValueError):
+            return int((self.settings.private / "proxy.pid").read_text())
+        return None
+
+    def rss_bytes(self) -> dict[str, int]:
+        """Resident memory of the hub and of its proxy now."""
+        sizes = {}
+        for name, pid in (("hub", self.process.pid), ("proxy", self.proxy_pid())):
+            with contextlib.suppress(psutil.Error, TypeError):
+                sizes[name] = psutil.Process(pid).memory_info().rss  # type: ignore[arg-type]
+        return sizes
+
+    def stop(self) -> None:
+        """SIGTERM (the hub stops the servers, the services and the proxy), then kill what is left."""
+        proxy = self.proxy_pid()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        if proxy is not None:
+            with contextlib.suppress(psutil.Error):
+                leftover = psutil.Process(proxy)
+                if "configurable-http-proxy" in " ".join(leftover.cmdline()):
+                    leftover.kill()
+
+
+def tear_down(settings: HubSettings) -> None:
+    """Remove the accounts this tool created for the class (homes included) and their cgroups."""
+    record = settings.accounts_record
+    names = remove_accounts(record) if record.exists() else []
+    remove_leftover_cgroups([*names, settings.grader])

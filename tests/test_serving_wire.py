@@ -172,3 +172,153 @@ def test_docs_serving_md_says_what_happens_to_every_flag():
     table = (REPO_ROOT / "docs" / "serving.md").read_text()
     missing = [name for name in TF_SERVING_FLAGS if f"`--{name}`" not in table]
     assert not missing, f"docs/serving.md does not list: {missing}"
+
+
+# ----- error texts: TF Serving 2.20's, where its source or tests fix them ------------------------------
+# Sources (tag 2.20.0 of github.com/tensorflow/serving, and the TensorFlow it builds against):
+#   predict_util.cc          VerifyRequestInputsSize, PreProcessPrediction, RunPredict
+#   predict_util_test.cc     InputTensorsDontMatchModelSpecInputs, PredictionInvalidTensor,
+#                            InputTensorsHaveWrongType, OutputFiltersDontMatchModelSpecOutputs
+#   tensorflow/cc/saved_model/util.cc   GetInputValues (called by PreProcessPrediction)
+#   tensorflow/core/framework/function.cc   FunctionCallFrame::SetArgs ("Expects arg[...")
+#   util/json_tensor.cc, json_tensor_test.cc   the REST body's errors
+#   util/net_http/server/internal/evhttp_request.cc   gzip request bodies
+# The first line of a message is TF Serving's text; a second line, where there is one, says it in
+# the course's words.
+
+
+def tensor(values, dtype) -> tf.Tensor:
+    return tf.make_tensor_proto(values, dtype=dtype)
+
+
+def feed_name(server) -> str:
+    metadata = requests.get(f"{server.rest_url}/v1/models/clf/metadata", timeout=30).json()
+    return metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]["x"]["name"]
+
+
+def predict_error(stub, inputs: dict, output_filter=(), signature="") -> grpc.RpcError:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = "clf", signature
+    for name, proto in inputs.items():
+        request.inputs[name].CopyFrom(proto)
+    request.output_filter.extend(output_filter)
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Predict(request, timeout=30)
+    return error.value
+
+
+def test_an_input_under_another_name_gets_get_input_values_text(server, stub):
+    """tensorflow/cc/saved_model/util.cc GetInputValues: the signature's alias missing from the request."""
+    error = predict_error(stub, {"y": tensor(X, tf.float32)})
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert str(error.details()).splitlines()[0] == (
+        f"Signature input alias: x(feed name: {feed_name(server)}) not found in request and no default value "
+        "provided. Inputs expected to be in the request {y}, or default input alias set: "
+    )
+
+
+@pytest.mark.parametrize(
+    "value, dtype, upstream_test",
+    [
+        (["any_value"], tf.string, "InputTensorsHaveWrongType"),
+        (True, tf.bool, "PredictionInvalidTensor"),
+        (X.astype(np.float64), tf.float64, None),
+        (X.astype(np.int64), tf.int64, None),
+    ],
+)
+def test_a_wrong_dtype_gets_the_sessions_text(stub, value, dtype, upstream_test):
+    """predict_util_test.cc (upstream_test): "Expects arg[0] to be float but string is provided"."""
+    error = predict_error(stub, {"x": tensor(value, dtype)})
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    first, second = str(error.details()).splitlines()
+    assert first == f"Expects arg[0] to be float but {dtype.name.replace('float64', 'double')} is provided"
+    assert "signature 'serving_default' expects float" in second
+
+
+def test_extra_inputs_get_verify_request_inputs_size_text(stub):
+    """predict_util_test.cc InputTensorsDontMatchModelSpecInputs."""
+    error = predict_error(
+        stub, {"unknown_key1": tensor(["any_value"], tf.string), "unknown_key2": tensor([1.0], tf.float32)}
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == (
+        "input size does not match signature: 2!=1 len({unknown_key1,unknown_key2}) != len({x}). "
+        "Sent extra: {unknown_key1,unknown_key2}. Missing but required: {x}."
+    )
+
+
+@pytest.mark.parametrize(
+    "output_filter, text",
+    [
+        (
+            ["output_filter"],
+            "output tensor alias not found in signature: output_filter Outputs expected to be in the set {probs}.",
+        ),
+        (["probs", "probs"], "duplicate output tensor alias: probs"),
+    ],
+)
+def test_output_filters_get_pre_process_prediction_texts(stub, output_filter, text):
+    """predict_util_test.cc OutputFiltersDontMatchModelSpecOutputs."""
+    error = predict_error(stub, {"x": tensor(X, tf.float32)}, output_filter)
+    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, text)
+
+
+def test_an_unknown_signature_gets_run_predicts_text(stub):
+    """predict_util.cc RunPredict: FAILED_PRECONDITION over gRPC."""
+    error = predict_error(stub, {"x": tensor(X, tf.float32)}, signature="nope")
+    assert (error.code(), error.details()) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        'Serving signature key "nope" not found.',
+    )
+
+
+@pytest.mark.parametrize(
+    "body, text",
+    [
+        # json_tensor_test.cc SingleUnnamedTensorErrors: "Expecting tensor size", "not of expected type"
+        (
+            {"instances": [[1, 2, 3, 4], [1, 2, 3]]},
+            (
+                "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: "
+                "Expecting tensor size: 4 but got: 3"
+            ),
+        ),
+        (
+            {"instances": [[1, 2, 3, 4], ["a", "b", "c", "d"]]},
+            (
+                "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: "
+                'JSON Value: "a" Type: String is not of expected type: float'
+            ),
+        ),
+        # json_tensor.cc FillTensorMapFromInputsMap, FillPredictRequestFromJson
+        ({"inputs": {"y": X.tolist()}}, "Missing named input: x in 'inputs' object."),
+        ({"instance": X.tolist()}, "Missing 'inputs' or 'instances' key"),
+        (
+            {"instances": [{"y": [1, 2, 3, 4]}]},
+            (
+                "Failed to process element: 0 key: y of 'instances' list. "
+                "Error: INVALID_ARGUMENT: JSON object: does not have named input: y"
+            ),
+        ),
+    ],
+)
+def test_rest_bodies_get_json_tensor_texts(server, body, text):
+    answer = requests.post(f"{server.rest_url}/v1/models/clf:predict", json=body, timeout=30)
+    assert (answer.status_code, answer.json()) == (400, {"error": text})
+
+
+def test_gzip_bodies_are_uncompressed_as_tf_serving_does(server):
+    """evhttp_request.cc: Content-Encoding gzip is uncompressed; a broken one is the client's error."""
+    import gzip
+    import json
+
+    url = f"{server.rest_url}/v1/models/clf:predict"
+    body = gzip.compress(json.dumps({"instances": X.tolist()}).encode())
+    answer = requests.post(url, data=body, headers={"Content-Encoding": "gzip"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_allclose(answer.json()["predictions"], expected_probabilities(X, 1.0), rtol=1e-5)
+    broken = requests.post(url, data=body[:-8], headers={"Content-Encoding": "gzip"}, timeout=30)
+    assert broken.status_code == 400 and broken.json()["error"].startswith("Failed to uncompress the gzipped body")
+    bomb = gzip.compress(b" " * 70_000_000)  # 70 MB of spaces, past the 64 MiB default --max_request_bytes
+    refused = requests.post(url, data=bomb, headers={"Content-Encoding": "gzip"}, timeout=30)
+    assert refused.status_code == 413

@@ -46,6 +46,7 @@ class TensorSpecInfo:
     alias: str
     dtype: int  # tensorflow.DataType enum value
     shape: tuple[int | None, ...] | None  # None when the rank is unknown
+    feed_name: str = ""  # the graph tensor behind the alias (TensorInfo.name), e.g. serving_default_x:0
 
     @property
     def numpy_dtype(self) -> np.dtype:
@@ -73,7 +74,7 @@ def _tensor_info_spec(alias: str, info: meta_graph_pb2.TensorInfo) -> TensorSpec
         shape = None
     else:
         shape = tuple(None if d.size < 0 else int(d.size) for d in info.tensor_shape.dim)
-    return TensorSpecInfo(alias=alias, dtype=info.dtype, shape=shape)
+    return TensorSpecInfo(alias=alias, dtype=info.dtype, shape=shape, feed_name=info.name)
 
 
 @dataclass
@@ -178,32 +179,47 @@ class ServableVersion:
 
 
 def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> None:
-    """Reject inputs whose names, dtypes or shapes the signature cannot take, saying which and why."""
+    """Reject inputs whose names, dtypes or shapes the signature cannot take, saying which and why.
+
+    Names and dtypes fail with TF Serving 2.20's texts, in its order: the count first
+    (predict_util.cc, VerifyRequestInputsSize), then each alias of the signature
+    (tensorflow/cc/saved_model/util.cc, GetInputValues), then each dtype (the session's
+    FunctionCallFrame::SetArgs, tested in predict_util_test.cc: "Expects arg[0] to be float but
+    string is provided"; args in alias order). A second line says it in the course's words.
+    Shapes TF Serving leaves to the graph; this server checks them first and says so.
+    """
     sent, wanted = set(inputs), set(signature.inputs)
-    if len(sent) == len(wanted) and sent != wanted:
-        alias = sorted(sent - wanted)[0]
-        raise invalid_argument(
-            f"input tensor alias not found in signature: {alias}. Inputs expected to be in "
-            f"the set {{{','.join(sorted(wanted))}}}."
-        )
-    if sent != wanted:
+    if len(sent) != len(wanted):
         extra, missing = sorted(sent - wanted), sorted(wanted - sent)
         raise invalid_argument(
             f"input size does not match signature: {len(sent)}!={len(wanted)} "
             f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(wanted))}}}). "
             f"Sent extra: {{{','.join(extra)}}}. Missing but required: {{{','.join(missing)}}}."
         )
-    for alias, value in inputs.items():
-        spec = signature.inputs[alias]
+    if sent != wanted:
+        missing_alias, unknown = sorted(wanted - sent)[0], sorted(sent - wanted)[0]
+        raise invalid_argument(
+            f"Signature input alias: {missing_alias}(feed name: {signature.inputs[missing_alias].feed_name}) "
+            f"not found in request and no default value provided. Inputs expected to be in the request "
+            f"{{{','.join(sorted(sent))}}}, or default input alias set: \n"
+            f"input tensor alias not found in signature: {unknown}. Inputs expected to be in "
+            f"the set {{{','.join(sorted(wanted))}}}."
+        )
+    for index, alias in enumerate(sorted(inputs)):
+        value, spec = inputs[alias], signature.inputs[alias]
         if spec.dtype == types_pb2.DT_STRING:
             dtype_ok = value.dtype == object or value.dtype.kind in "SU"
         else:
             dtype_ok = value.dtype == spec.numpy_dtype
         if not dtype_ok:
             got = dtype_name(value.dtype) if value.dtype != object else "string"
+            want = dtype_name(spec.dtype)
             raise invalid_argument(
-                f"Input '{alias}' has dtype {got} but signature '{signature.name}' expects {dtype_name(spec.dtype)}"
+                f"Expects arg[{index}] to be {want} but {got} is provided\n"
+                f"Input '{alias}' has dtype {got} but signature '{signature.name}' expects {want}"
             )
+    for alias, value in inputs.items():
+        spec = signature.inputs[alias]
         if not spec.accepts_shape(value.shape):
             got_shape = "[" + ",".join(str(d) for d in value.shape) + "]"
             raise invalid_argument(

@@ -55,12 +55,52 @@ _FAST_KINDS = {"float": "fiu", "int": "iu", "bool": "b"}
 
 
 def json_debug_string(value: Any) -> str:
-    """A JSON value as text for error messages, cut at 256 characters like TF Serving does."""
+    """A JSON value as text for error messages, cut at 256 characters like TF Serving does.
+
+    Written without recursion and stopping at the cut, so a body nested thousands of levels deep,
+    or holding a million numbers, costs no more than a small one.
+    """
+    parts: list[str] = []
+    size = 0
+    stack: list[Any] = [value]
+    while stack and size <= MAX_DEBUG_CHARS:
+        item = stack.pop()
+        if isinstance(item, _Text):
+            text = str(item)
+        elif isinstance(item, dict):
+            text = "{"
+            entries: list[Any] = [_Text("}")]
+            for index, (key, child) in enumerate(reversed(list(item.items())[:MAX_DEBUG_CHARS])):
+                entries += [child, _Text(_scalar_text(str(key)) + ": ")]
+                if index < len(item) - 1:
+                    entries.append(_Text(", "))
+            stack += entries
+        elif isinstance(item, list):
+            text = "["
+            entries = [_Text("]")]
+            for index, child in enumerate(reversed(item[:MAX_DEBUG_CHARS])):
+                entries.append(child)
+                if index < len(item) - 1:
+                    entries.append(_Text(", "))
+            stack += entries
+        else:
+            text = _scalar_text(item)
+        parts.append(text)
+        size += len(text)
+    return "".join(parts)[:MAX_DEBUG_CHARS]
+
+
+class _Text(str):
+    """Punctuation json_debug_string writes as it is (a str subclass, told apart from JSON strings)."""
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**MAX_DEBUG_CHARS:
+        return "9" * MAX_DEBUG_CHARS  # past Python's int-to-text limit, and longer than the cut anyway
     try:
-        text = json.dumps(value, separators=(", ", ": "))
+        return json.dumps(value)
     except (TypeError, ValueError):
-        text = repr(value)
-    return text[:MAX_DEBUG_CHARS]
+        return repr(value)
 
 
 def json_type_name(value: Any) -> str:
@@ -175,7 +215,10 @@ def _leaf_value(value: Any, dtype: int):
         raise _type_error(value, dtype)
     low, high = _INT_RANGES[dtype]
     if not low <= value <= high:
-        raise invalid_argument(f"JSON Value: {value} is out of range for type: {dtype_name(dtype)} ({low} to {high})")
+        raise invalid_argument(
+            f"JSON Value: {_scalar_text(value)} Type: Number is not of expected type: {dtype_name(dtype)}\n"
+            f"JSON Value: {_scalar_text(value)} is out of range for type: {dtype_name(dtype)} ({low} to {high})"
+        )
     return value
 
 

@@ -123,3 +123,33 @@ def serve_classifier(root: Path, *flags: str):
         extra_flags=list(flags),
         timeout=180,
     )
+
+
+def write_models_config(root: Path, **bases: Path) -> Path:
+    """A models.config serving each `name=base_path` with its latest version."""
+    entries = "\n".join(
+        f"  config {{ name: '{name}' base_path: '{base}' model_platform: 'tensorflow' }}"
+        for name, base in bases.items()
+    )
+    config = Path(root) / "models.config"
+    config.write_text(f"model_config_list {{\n{entries}\n}}\n")
+    return config
+
+
+def serve_three_models(root: Path, *flags: str):
+    """`clf` (float [-1,4], classify), `reg` (float [-1,3], regress) and `multi` (float, int32, string
+    inputs; two signatures), version 1 each, on free ports: every dtype family and method in one server."""
+    from course_lib.serving import serve
+
+    root = Path(root)
+    export_classifier(root / "clf", 1)
+    export_model(build_regressor(), root / "reg", 1)
+    export_multi(root / "multi", 1)
+    config = write_models_config(root, clf=root / "clf", reg=root / "reg", multi=root / "multi")
+    return serve(
+        model_config_file=config,
+        use_real_server=False,
+        log_path=root / "server.log",
+        extra_flags=list(flags),
+        timeout=180,
+    )

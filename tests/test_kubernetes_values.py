@@ -163,4 +163,28 @@ def test_the_authenticators_options_exist():
     authenticator = LTI13Authenticator()
     for key, value in config["LTI13Authenticator"].items():
         setattr(authenticator, key, value)  # traitlets checks the types
-    assert "formgrader" in load("config.yaml")["hub"]["services"]
+
+
+def test_course_id_kernel_and_formgrader_service_agree_with_the_course():
+    """The names `make hub` uses on one machine: nbgrader's course id, its groups and service, the kernel."""
+    from course_lib.paths import KERNEL_NAME
+
+    course_id = re.search(r'course_id = "([^"]+)"', (REPO_ROOT / "nbgrader_config.py").read_text())
+    assert course_id
+    course_id = course_id.group(1)
+    hub = load("config.yaml")["hub"]
+    assert list(hub["services"]) == [course_id]
+    assert f"formgrade-{course_id}" in hub["config"]["JupyterHub"]["load_groups"]
+    scopes = [scope for role in hub["loadRoles"].values() for scope in role.get("scopes", [])]
+    assert f"access:services!service={course_id}" in scopes
+    assert f"--MultiKernelManager.default_kernel_name={KERNEL_NAME}" in hub["config"]["KubeSpawner"]["args"]
+    students = load("config.yaml")["singleuser"]["extraFiles"]
+    assert f'course_id = "{course_id}"' in students["nbgrader-config"]["stringData"]
+    extensions = students["student-server-config"]["data"]["ServerApp"]["jpserver_extensions"]
+    assert extensions["nbgrader.server_extensions.formgrader"] is False
+    formgrader = yaml.safe_load_all((REPO_ROOT / "deploy" / "kubernetes" / "hub" / "formgrader.yaml").read_text())
+    env = {e["name"]: e for e in next(formgrader)["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["JUPYTERHUB_SERVICE_NAME"]["value"] == course_id
+    assert env["JUPYTERHUB_API_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == f"hub.services.{course_id}.apiToken"
+    assert env["JUPYTERHUB_SERVICE_PREFIX"]["value"] == f"/services/{course_id}/"
+    assert hub["services"][course_id]["url"] == "http://formgrader:8888"

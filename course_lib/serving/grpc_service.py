@@ -15,9 +15,6 @@ import logging
 import time
 
 import grpc
-import numpy as np
-import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -29,62 +26,13 @@ from tensorflow_serving.apis import (
 
 from course_lib.serving.config import validate_model_config
 from course_lib.serving.errors import ServingError, invalid_argument
+from course_lib.serving.proto_codec import array_to_tensor_proto, fill_tensor_proto, tensor_proto_to_array
+from course_lib.serving.servable import ServableVersion, Signature
 from course_lib.serving.service import InferenceService
 
+__all__ = ["add_services", "array_to_tensor_proto", "tensor_proto_to_array"]
+
 log = logging.getLogger("course_lib.serving")
-
-
-def tensor_proto_to_array(name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """A request TensorProto as numpy (strings become an object array of bytes)."""
-    try:
-        shape = [d.size for d in proto.tensor_shape.dim]
-        if proto.tensor_content and proto.dtype not in (types_pb2.DT_STRING, types_pb2.DT_INVALID):
-            dtype = np.dtype(tf.dtypes.as_dtype(proto.dtype).as_numpy_dtype)
-            return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
-        return tf.make_ndarray(proto)
-    except Exception as exc:  # malformed protos raise TypeError/ValueError from deep inside TF
-        raise invalid_argument(f"Input '{name}' is not a valid TensorProto: {exc}") from None
-
-
-# Where TF Serving's Tensor::AsProtoField writes each dtype's values (the typed fields clients read).
-_TYPED_FIELDS = {
-    types_pb2.DT_FLOAT: "float_val",
-    types_pb2.DT_DOUBLE: "double_val",
-    types_pb2.DT_INT8: "int_val",
-    types_pb2.DT_INT16: "int_val",
-    types_pb2.DT_INT32: "int_val",
-    types_pb2.DT_UINT8: "int_val",
-    types_pb2.DT_UINT16: "int_val",
-    types_pb2.DT_INT64: "int64_val",
-    types_pb2.DT_UINT32: "uint32_val",
-    types_pb2.DT_UINT64: "uint64_val",
-    types_pb2.DT_BOOL: "bool_val",
-    types_pb2.DT_HALF: "half_val",
-    types_pb2.DT_BFLOAT16: "half_val",
-}
-
-
-def array_to_tensor_proto(value: np.ndarray, tensor_content: bool = False) -> tensor_pb2.TensorProto:
-    """numpy as a TensorProto, laid out as TF Serving lays out its responses.
-
-    By default the values go in the typed field of their dtype (`float_val`, `int64_val`, ...), which
-    is what TF Serving sends and what most clients read (`outputs["y"].float_val`); with
-    `--enable_serialization_as_tensor_content` numbers go in `tensor_content`, raw bytes, as there.
-    tf.make_ndarray reads both.
-    """
-    dtype = tf.dtypes.as_dtype(value.dtype).as_datatype_enum if value.dtype.kind in "biuf" else None
-    if dtype is None or dtype not in _TYPED_FIELDS:
-        return tf.make_tensor_proto(value)  # strings, complex numbers: TensorFlow's own layout
-    proto = tensor_pb2.TensorProto(dtype=dtype)
-    for size in value.shape:
-        proto.tensor_shape.dim.add(size=size)
-    if tensor_content:
-        proto.tensor_content = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<")).tobytes()
-    elif dtype in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
-        proto.half_val.extend(np.ascontiguousarray(value).view(np.uint16).ravel().tolist())
-    else:
-        getattr(proto, _TYPED_FIELDS[dtype]).extend(value.ravel().tolist())
-    return proto
 
 
 def _guard(context: grpc.ServicerContext, method: str, work, record=None):
@@ -112,8 +60,50 @@ def _guard(context: grpc.ServicerContext, method: str, work, record=None):
         return result
 
 
+def _recorder(service: InferenceService, request, api: str):
+    """A callback that counts and times this request (None when metrics and access log are off)."""
+    observer = service.observer
+    if observer is None:
+        return None
+    started = time.perf_counter()
+    model = request.model_spec.name if request.HasField("model_spec") else ""
+    if not model and api == "MultiInference" and request.tasks:
+        model = request.tasks[0].model_spec.name
+
+    def record(status: str) -> None:
+        observer.request(model, api, "GRPC", status, time.perf_counter() - started)
+
+    return record
+
+
+class PredictCodec:
+    """Predict's request and response handling around the run, shared by the thread and asyncio servicers."""
+
+    def __init__(self, service: InferenceService, tensor_content: bool = False):
+        self.service = service
+        self.tensor_content = tensor_content
+
+    def decode(self, request: predict_pb2.PredictRequest):
+        """(model, signature, numpy inputs, output names) of a PredictRequest, checked."""
+        model = self.service.resolve(request.model_spec)  # no model name: INVALID_ARGUMENT, as in TF Serving
+        signature = self.service.predict_signature(model, request.model_spec.signature_name, rest=False)
+        output_names = self.service.output_names(signature, list(request.output_filter))
+        inputs = {name: tensor_proto_to_array(name, proto) for name, proto in request.inputs.items()}
+        return model, signature, inputs, output_names
+
+    def encode(self, model: ServableVersion, signature: Signature, outputs) -> predict_pb2.PredictResponse:
+        response = predict_pb2.PredictResponse()
+        spec = response.model_spec
+        spec.name = model.name
+        spec.version.value = model.version
+        spec.signature_name = signature.name
+        for name, value in outputs.items():
+            fill_tensor_proto(response.outputs[name], value, self.tensor_content)  # in place: no copy
+        return response
+
+
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """tensorflow.serving.PredictionService: Predict, Classify, Regress, GetModelMetadata.
+    """tensorflow.serving.PredictionService on grpcio's thread pool server.
 
     Handlers run on gRPC's worker threads: Predict converts and infers right there (or waits for
     the batcher), so a request costs no hop through the event loop. Classify and Regress run the
@@ -123,57 +113,104 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, service: InferenceService, loop: asyncio.AbstractEventLoop, tensor_content: bool = False):
         self.service = service
         self.loop = loop
-        self.tensor_content = tensor_content
-
-    def _recorder(self, request, api: str):
-        """A callback that counts and times this request (None when metrics and access log are off)."""
-        observer = self.service.observer
-        if observer is None:
-            return None
-        started = time.perf_counter()
-        model = request.model_spec.name if request.HasField("model_spec") else ""
-        if not model and api == "MultiInference" and request.tasks:
-            model = request.tasks[0].model_spec.name
-
-        def record(status: str) -> None:
-            observer.request(model, api, "GRPC", status, time.perf_counter() - started)
-
-        return record
+        self.codec = PredictCodec(service, tensor_content)
 
     def _on_loop(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-        model = self.service.resolve(request.model_spec)  # no model name: INVALID_ARGUMENT, as in TF Serving
-        signature = self.service.predict_signature(model, request.model_spec.signature_name, rest=False)
-        output_names = self.service.output_names(signature, list(request.output_filter))
-        inputs = {name: tensor_proto_to_array(name, proto) for name, proto in request.inputs.items()}
+        model, signature, inputs, output_names = self.codec.decode(request)
         outputs = self.service.run_blocking(model, signature, inputs, output_names)
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = model.name
-        response.model_spec.version.value = model.version
-        response.model_spec.signature_name = signature.name
-        for name, value in outputs.items():
-            response.outputs[name].CopyFrom(array_to_tensor_proto(value, self.tensor_content))
-        return response
+        return self.codec.encode(model, signature, outputs)
 
     def Predict(self, request, context):  # noqa: N802 (gRPC method names)
-        return _guard(context, "Predict", lambda: self._predict(request), self._recorder(request, "Predict"))
+        record = _recorder(self.service, request, "Predict")
+        return _guard(context, "Predict", lambda: self._predict(request), record)
 
     def Classify(self, request, context):  # noqa: N802
-        record = self._recorder(request, "Classify")
+        record = _recorder(self.service, request, "Classify")
         return _guard(context, "Classify", lambda: self._on_loop(self.service.classify(request)), record)
 
     def Regress(self, request, context):  # noqa: N802
-        record = self._recorder(request, "Regress")
+        record = _recorder(self.service, request, "Regress")
         return _guard(context, "Regress", lambda: self._on_loop(self.service.regress(request)), record)
 
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):  # noqa: N802
         return _guard(context, "GetModelMetadata", lambda: self.service.metadata(request))
 
     def MultiInference(self, request, context):  # noqa: N802
-        record = self._recorder(request, "MultiInference")
+        record = _recorder(self.service, request, "MultiInference")
         return _guard(context, "MultiInference", lambda: self._on_loop(self.service.multi_inference(request)), record)
+
+
+async def _guard_async(context: grpc.aio.ServicerContext, method: str, work, record=None):
+    """_guard for the asyncio server: `work` is a coroutine, run on the server's event loop."""
+    try:
+        result = await work
+    except ServingError as error:
+        if record is not None:
+            record(error.code.name)
+        await context.abort(error.code, error.message)
+    except Exception as exc:
+        log.exception("Unexpected error in gRPC %s", method)
+        if record is not None:
+            record("INTERNAL")
+        await context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}")
+    else:
+        if record is not None:
+            record("OK")
+        return result
+
+
+async def _now(function, *args):
+    return function(*args)
+
+
+class AsyncPredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """tensorflow.serving.PredictionService on a grpc.aio server, on the event loop REST runs on.
+
+    Predict decodes on the loop (microseconds: the codec reads tensor_content without copying) and
+    awaits the same `InferenceService.run` as REST: the model runs on the inference threads or in
+    the batcher, and no gRPC thread pool competes with them for the GIL.
+    """
+
+    def __init__(self, service: InferenceService, tensor_content: bool = False):
+        self.service = service
+        self.codec = PredictCodec(service, tensor_content)
+
+    async def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        model, signature, inputs, output_names = self.codec.decode(request)
+        outputs = await self.service.run(model, signature, inputs, output_names)
+        return self.codec.encode(model, signature, outputs)
+
+    async def Predict(self, request, context):  # noqa: N802 (gRPC method names)
+        record = _recorder(self.service, request, "Predict")
+        return await _guard_async(context, "Predict", self._predict(request), record)
+
+    async def Classify(self, request, context):  # noqa: N802
+        record = _recorder(self.service, request, "Classify")
+        return await _guard_async(context, "Classify", self.service.classify(request), record)
+
+    async def Regress(self, request, context):  # noqa: N802
+        record = _recorder(self.service, request, "Regress")
+        return await _guard_async(context, "Regress", self.service.regress(request), record)
+
+    async def GetModelMetadata(self, request, context):  # noqa: N802
+        return await _guard_async(context, "GetModelMetadata", _now(self.service.metadata, request))
+
+    async def MultiInference(self, request, context):  # noqa: N802
+        record = _recorder(self.service, request, "MultiInference")
+        return await _guard_async(context, "MultiInference", self.service.multi_inference(request), record)
+
+
+def _reload_config(service: InferenceService, request: model_management_pb2.ReloadConfigRequest):
+    try:
+        validate_model_config(request.config, "ReloadConfigRequest")
+    except ValueError as exc:
+        raise invalid_argument(str(exc)) from None
+    service.registry.update_config(request.config)
+    service.registry.poll_once()
+    return model_management_pb2.ReloadConfigResponse()
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
@@ -186,22 +223,85 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return _guard(context, "GetModelStatus", lambda: self.service.status(request))
 
     def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context):  # noqa: N802
-        def work():
-            try:
-                validate_model_config(request.config, "ReloadConfigRequest")
-            except ValueError as exc:
-                raise invalid_argument(str(exc)) from None
-            self.service.registry.update_config(request.config)
-            self.service.registry.poll_once()
-            return model_management_pb2.ReloadConfigResponse()
+        return _guard(context, "HandleReloadConfigRequest", lambda: _reload_config(self.service, request))
 
-        return _guard(context, "HandleReloadConfigRequest", work)
+
+class AsyncModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    """ModelService on the grpc.aio server; a reload (it loads models) runs off the event loop."""
+
+    def __init__(self, service: InferenceService):
+        self.service = service
+
+    async def GetModelStatus(self, request, context):  # noqa: N802
+        return await _guard_async(context, "GetModelStatus", _now(self.service.status, request))
+
+    async def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+        reload = asyncio.to_thread(_reload_config, self.service, request)
+        return await _guard_async(context, "HandleReloadConfigRequest", reload)
 
 
 def add_services(
-    server: grpc.Server, service: InferenceService, loop: asyncio.AbstractEventLoop, tensor_content: bool = False
+    server: grpc.Server | grpc.aio.Server,
+    service: InferenceService,
+    loop: asyncio.AbstractEventLoop,
+    tensor_content: bool = False,
 ) -> None:
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(service, loop, tensor_content), server
+    """PredictionService and ModelService on `server`: thread-pool handlers, or coroutines on a grpc.aio server."""
+    if isinstance(server, grpc.aio.Server):
+        prediction: prediction_service_pb2_grpc.PredictionServiceServicer = AsyncPredictionServicer(
+            service, tensor_content
+        )
+        model_service: model_service_pb2_grpc.ModelServiceServicer = AsyncModelServicer(service)
+    else:
+        prediction = PredictionServicer(service, loop, tensor_content)
+        model_service = ModelServicer(service)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_service, server)
+
+
+# grpcio's HTTP/2 bandwidth-delay probing pings every connection as data flows; on loopback and a
+# LAN it buys nothing and costs CPU on every request (about 0.1 ms each on the course's 2-core VM).
+SERVER_CHANNEL_OPTIONS = (("grpc.http2.bdp_probe", 0), ("grpc.so_reuseport", 0))
+
+
+async def start_aio_server(
+    addresses: list[str],
+    service: InferenceService,
+    *,
+    max_request_bytes: int,
+    max_concurrent_rpcs: int,
+    credentials: grpc.ServerCredentials | None = None,
+    tensor_content: bool = False,
+    health_service: bool = False,
+) -> grpc.aio.Server:
+    """gRPC on the running event loop (the one REST serves on), bound to `addresses` and started.
+
+    One loop for both front ends: a gRPC request costs no thread of its own, and the model runs on
+    the same inference threads (or batcher) as a REST request. Raises OSError naming an address
+    that cannot be bound.
+    """
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", max_request_bytes),
+            ("grpc.max_send_message_length", max(max_request_bytes, 64 * 1024 * 1024)),
+            *SERVER_CHANNEL_OPTIONS,
+        ],
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service), server)
+    add_services(server, service, asyncio.get_running_loop(), tensor_content=tensor_content)
+    if health_service:
+        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+        servicer = health.aio.HealthServicer()
+        for name in ("", "ModelService", "PredictionService"):
+            await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    for address in addresses:
+        try:
+            bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+        except RuntimeError:
+            bound = 0
+        if not bound:
+            raise OSError(address)
+    await server.start()
+    return server

@@ -106,17 +106,7 @@ class RunningHub:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def proxy_pid(self) -> int | None:
-        with contextlib.suppress(OSError, ValueError):
-            return int((self.settings.private / "proxy.pid").read_text())
-        return None
-
-    def rss_bytes(self) -> dict[str, int]:
-        """Resident memory of the hub and of its proxy now."""
-        sizes = {}
-        for name, pid in (("hub", self.process.pid), ("proxy", self.proxy_pid())):
-            with contextlib.suppress(psutil.Error, TypeError):
-                sizes[name] = psutil.Process(pid).memory_info().rss  # type: ignore[arg-type]
-        return sizes
+        return _read_pid(self.settings.private / "proxy.pid")
 
     def stop(self) -> None:
         """SIGTERM (the hub stops the servers, the services and the proxy), then kill what is left."""
@@ -134,6 +124,22 @@ class RunningHub:
                 leftover = psutil.Process(proxy)
                 if "configurable-http-proxy" in " ".join(leftover.cmdline()):
                     leftover.kill()
+
+
+def _read_pid(path: Path) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        return int(path.read_text())
+    return None
+
+
+def hub_rss_bytes(settings: HubSettings) -> dict[str, int]:
+    """Resident memory of the running hub and of its proxy now (from their pid files)."""
+    sizes = {}
+    for name in ("jupyterhub", "proxy"):
+        pid = _read_pid(settings.private / f"{name}.pid")
+        with contextlib.suppress(psutil.Error, TypeError):
+            sizes["hub" if name == "jupyterhub" else name] = psutil.Process(pid).memory_info().rss  # type: ignore[arg-type]
+    return sizes
 
 
 def tear_down(settings: HubSettings) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from course_lib.errors import CourseError, first_line
 from course_lib.hub.client import HubUser
-from course_lib.hub.launch import RunningHub, prepare, tear_down, venv_path
+from course_lib.hub.launch import RunningHub, hub_rss_bytes, prepare, tear_down, venv_path
 from course_lib.hub.settings import BIN, HubSettings
 from course_lib.paths import REPO_ROOT, STUDENT_NOTEBOOKS
 from course_lib.serving.launcher import free_port
@@ -119,11 +119,59 @@ def _student(settings: HubSettings, name: str, password: str, deadline: float) -
     return run
 
 
-def _sample_rss(hub: RunningHub, peaks: dict[str, int], stop: threading.Event) -> None:
+def _sample_rss(settings: HubSettings, peaks: dict[str, int], stop: threading.Event) -> None:
     while not stop.is_set():
-        for name, size in hub.rss_bytes().items():
+        for name, size in hub_rss_bytes(settings).items():
             peaks[name] = max(peaks.get(name, 0), size)
         stop.wait(0.5)
+
+
+def drive_students(settings: HubSettings, teacher: HubUser, passwords: dict[str, str], time_limit: float) -> LoadReport:
+    """All students in `passwords` at once against a running hub with ASSIGNMENT released; then collect."""
+    names = sorted(passwords)
+    report = LoadReport(len(names))
+    load_before = os.getloadavg()
+    peaks: dict[str, int] = {}
+    stop = threading.Event()
+    sampler = threading.Thread(target=_sample_rss, args=(settings, peaks, stop), daemon=True)
+    sampler.start()
+    started = time.monotonic()
+    deadline = started + time_limit
+    with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="student") as pool:
+        jobs = [pool.submit(_student, settings, n, passwords[n], deadline) for n in names]
+        wait(jobs, timeout=time_limit + 60)
+        runs = [job.result() if job.done() else StudentRun("?", error="past the time limit") for job in jobs]
+    report.wall_s = round(time.monotonic() - started, 1)
+    stop.set()
+    sampler.join()
+    collected = teacher.formgrader("POST", f"/api/assignment/{ASSIGNMENT}/collect")
+    if collected.status_code != 200:
+        report.failures.append(f"collect: HTTP {collected.status_code}")
+    submitted = settings.course_dir / "submitted"
+    report.submissions_received = sum(1 for n in names if (submitted / n / ASSIGNMENT).is_dir())
+    spawns = [r.spawn_s for r in runs if r.spawn_s is not None]
+    report.spawned = len(spawns)
+    report.ran_cell = sum(1 for r in runs if r.cell_s is not None)
+    report.submitted = sum(1 for r in runs if r.submitted)
+    report.failures += [f"{r.name}: {r.error}" for r in runs if r.error]
+    report.spawn_p50_s = percentile(spawns, 0.5)
+    report.spawn_p95_s = percentile(spawns, 0.95)
+    report.spawn_max_s = max(spawns, default=None)
+    cells = [r.cell_s for r in runs if r.cell_s is not None]
+    report.cell_p50_s = round(statistics.median(cells), 3) if cells else None
+    report.hub_rss_peak_mib = round(peaks["hub"] / MIB, 1) if "hub" in peaks else None
+    report.proxy_rss_peak_mib = round(peaks["proxy"] / MIB, 1) if "proxy" in peaks else None
+    report.conditions = {
+        "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
+        "cpus": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "per_server_limits": f"{settings.memory} memory, {settings.cpus} CPU (cgroup per server)",
+        "cell": CELL,
+        "assignment": ASSIGNMENT,
+        "time_limit_s": time_limit,
+    }
+    return report
 
 
 def run_load_test(students: int, time_limit: float = 600, log_dir: Path | None = None) -> LoadReport:
@@ -146,8 +194,6 @@ def run_load_test(students: int, time_limit: float = 600, log_dir: Path | None =
         formgrader_port=free_port(),
         grader=GRADER,
     )
-    report = LoadReport(students)
-    load_before = os.getloadavg()
     hub = None
     try:
         prepare(settings, passwords)
@@ -155,52 +201,12 @@ def run_load_test(students: int, time_limit: float = 600, log_dir: Path | None =
         teacher = HubUser(settings.url, INSTRUCTOR, timeout=120)
         teacher.login(passwords[INSTRUCTOR])
         release_student_version(settings, teacher)
-        peaks: dict[str, int] = {}
-        stop = threading.Event()
-        sampler = threading.Thread(target=_sample_rss, args=(hub, peaks, stop), daemon=True)
-        sampler.start()
-        started = time.monotonic()
-        deadline = started + time_limit
-        with ThreadPoolExecutor(max_workers=students, thread_name_prefix="student") as pool:
-            jobs = [pool.submit(_student, settings, n, passwords[n], deadline) for n in names]
-            wait(jobs, timeout=time_limit + 60)
-            runs = [job.result() if job.done() else StudentRun("?", error="past the time limit") for job in jobs]
-        report.wall_s = round(time.monotonic() - started, 1)
-        stop.set()
-        sampler.join()
-        collected = teacher.formgrader("POST", f"/api/assignment/{ASSIGNMENT}/collect")
-        if collected.status_code != 200:
-            report.failures.append(f"collect: HTTP {collected.status_code}")
-        submitted = settings.course_dir / "submitted"
-        report.submissions_received = sum(1 for n in names if (submitted / n / ASSIGNMENT).is_dir())
-        spawns = [r.spawn_s for r in runs if r.spawn_s is not None]
-        report.spawned = len(spawns)
-        report.ran_cell = sum(1 for r in runs if r.cell_s is not None)
-        report.submitted = sum(1 for r in runs if r.submitted)
-        report.failures += [f"{r.name}: {r.error}" for r in runs if r.error]
-        report.spawn_p50_s = percentile(spawns, 0.5)
-        report.spawn_p95_s = percentile(spawns, 0.95)
-        report.spawn_max_s = max(spawns, default=None)
-        cells = [r.cell_s for r in runs if r.cell_s is not None]
-        report.cell_p50_s = round(statistics.median(cells), 3) if cells else None
-        report.hub_rss_peak_mib = round(peaks["hub"] / MIB, 1) if "hub" in peaks else None
-        report.proxy_rss_peak_mib = round(peaks["proxy"] / MIB, 1) if "proxy" in peaks else None
+        return drive_students(settings, teacher, {n: passwords[n] for n in names}, time_limit)
     finally:
         if hub is not None:
             hub.stop()
         tear_down(settings)
         shutil.rmtree(state, ignore_errors=True)
-    report.conditions = {
-        "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
-        "cpus": os.cpu_count(),
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "per_server_limits": f"{settings.memory} memory, {settings.cpus} CPU (cgroup per server)",
-        "cell": CELL,
-        "assignment": ASSIGNMENT,
-        "time_limit_s": time_limit,
-    }
-    return report
 
 
 def main(students: int, out: Path | None, time_limit: float) -> int:

@@ -99,26 +99,33 @@ def _example_shape(spec: TensorSpecInfo, batch: int) -> tuple[int, ...]:
     return (batch, *tuple(d or 1 for d in spec.shape[1:]))
 
 
-def write_payload(model_dir: Path, protocol: str, out: Path) -> str:
+def write_payload(model_dir: Path, protocol: str, out: Path, model_name: str = MODEL_NAME) -> str:
     """One single-example request for the exported model; returns its input name."""
+    return write_payloads(model_dir, {protocol: out}, model_name)
+
+
+def write_payloads(model_dir: Path, outputs: dict[str, Path], model_name: str = MODEL_NAME) -> str:
+    """The same single-example request for each protocol in `outputs` ("rest": JSON, "grpc": a
+    serialized PredictRequest), reading the model's signature once; returns its input name."""
     import numpy as np
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
     from course_lib.serving.servable import ServableVersion
 
-    signature = ServableVersion(MODEL_NAME, 1, model_dir).signatures["serving_default"]
+    signature = ServableVersion(model_name, 1, model_dir).signatures["serving_default"]
     ((name, spec),) = signature.inputs.items()
     example = np.random.default_rng(0).random(_example_shape(spec, 1), dtype=np.float32)
-    if protocol == "rest":
-        out.write_text(json.dumps({"instances": example.round(4).tolist()}))
-    else:
-        # a generated proto class, built at import: pyright cannot see it
-        request = predict_pb2.PredictRequest()  # pyright: ignore[reportAttributeAccessIssue]
-        request.model_spec.name = MODEL_NAME
-        request.model_spec.signature_name = "serving_default"
-        request.inputs[name].CopyFrom(tf.make_tensor_proto(example))
-        out.write_bytes(request.SerializeToString())
+    for protocol, out in outputs.items():
+        if protocol == "rest":
+            out.write_text(json.dumps({"instances": example.round(4).tolist()}))
+        else:
+            # a generated proto class, built at import: pyright cannot see it
+            request = predict_pb2.PredictRequest()  # pyright: ignore[reportAttributeAccessIssue]
+            request.model_spec.name = model_name
+            request.model_spec.signature_name = "serving_default"
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(example))
+            out.write_bytes(request.SerializeToString())
     return name
 
 
@@ -127,31 +134,41 @@ def run_locust(
     protocol: str,
     rest_url: str,
     grpc_target: str | None,
-    payload: Path,
+    payload: Path | None,
     users: int,
-    run_time_s: int,
+    run_time_s: float,
     max_requests: int,
     work_dir: Path,
     processes: int = 1,
     model_name: str = MODEL_NAME,
-) -> dict[str, float]:
-    """Run locust headless against 127.0.0.1, bounded by time and request count."""
+    mix: list[dict] | None = None,
+    label: str = "",
+) -> dict:
+    """Run locust headless against 127.0.0.1, bounded by time and request count.
+
+    `mix` runs several kinds of users at once (see locustfile.py's LOADTEST_MIX); `users` is then
+    ignored for their sum, and the statistics have a `by_name` part. `label` names the statistics
+    file, so that several locust processes can share `work_dir` at the same time.
+    """
     for address in (rest_url, grpc_target or "127.0.0.1"):
         host = address.split("://", 1)[-1].rsplit(":", 1)[0]
         if host not in ("127.0.0.1", "localhost"):
             raise CourseError(f"Load tests run against 127.0.0.1 only, not {address}")
-    summary = work_dir / f"locust-{protocol}.json"
+    summary = work_dir / f"locust-{label or protocol}.json"
     summary.unlink(missing_ok=True)
     env = dict(
         os.environ,
         LOADTEST_SUMMARY=str(summary),
         LOADTEST_PROTOCOL=protocol,
-        LOADTEST_PAYLOAD=str(payload),
+        LOADTEST_PAYLOAD=str(payload or ""),
         LOADTEST_PATH=f"/v1/models/{model_name}:predict",
         LOADTEST_GRPC_TARGET=grpc_target or "",
         LOADTEST_MAX_REQUESTS=str(max(1, max_requests // processes)),
+        LOADTEST_MIX=json.dumps(mix) if mix else "",
         TF_CPP_MIN_LOG_LEVEL="2",
     )
+    if mix:
+        users = sum(int(entry["users"]) for entry in mix)
     command = [
         sys.executable,
         "-m",
@@ -164,7 +181,7 @@ def run_locust(
         "--spawn-rate",
         str(users),
         "--run-time",
-        f"{run_time_s}s",
+        f"{max(1, round(run_time_s))}s",
         "--host",
         rest_url,
         "--only-summary",

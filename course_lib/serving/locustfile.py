@@ -4,6 +4,9 @@ Run by `loadtest.py` as `locust -f locustfile.py --headless ...`; configured by 
 LOADTEST_PROTOCOL (rest|grpc), LOADTEST_PATH (REST path), LOADTEST_PAYLOAD (file with the JSON body
 or the serialized PredictRequest), LOADTEST_GRPC_TARGET, LOADTEST_MAX_REQUESTS (cap per process),
 LOADTEST_SUMMARY (where to write the aggregated statistics as JSON when locust quits).
+LOADTEST_MIX instead runs several kinds of users at once: a JSON list of {"name", "protocol",
+"payload", "path" (REST), "users"}, each a user class with that fixed number of users; the summary
+then has statistics per name too (a tiny-model client measured while others send images).
 Every user sends the same prepared request, so the load generator spends its time sending, not
 building requests. Only loopback targets are accepted.
 """
@@ -21,14 +24,16 @@ from locust.runners import WorkerRunner
 
 PROTOCOL = os.environ.get("LOADTEST_PROTOCOL", "rest")
 PAYLOAD = Path(os.environ["LOADTEST_PAYLOAD"]).read_bytes() if os.environ.get("LOADTEST_PAYLOAD") else b""
+MIX: list[dict] = json.loads(os.environ["LOADTEST_MIX"]) if os.environ.get("LOADTEST_MIX") else []
+PROTOCOLS = {entry["protocol"] for entry in MIX} if MIX else {PROTOCOL}
 MAX_REQUESTS = int(os.environ.get("LOADTEST_MAX_REQUESTS", "0"))
+PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
 _sent = 0
 
-if PROTOCOL == "grpc":  # gRPC must cooperate with gevent before any channel exists
+if "grpc" in PROTOCOLS:  # gRPC must cooperate with gevent before any channel exists
     import grpc
     import grpc.experimental.gevent as grpc_gevent
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     grpc_gevent.init_gevent()
 
@@ -49,18 +54,22 @@ def _write_summary(environment, **_kwargs) -> None:
     path = os.environ.get("LOADTEST_SUMMARY")
     if not path or isinstance(environment.runner, WorkerRunner):
         return
-    total = environment.stats.total
-    summary = {
-        "requests": total.num_requests,
-        "failures": total.num_failures,
-        "rps": total.total_rps,
-        "p50": total.get_response_time_percentile(0.5),
-        "p95": total.get_response_time_percentile(0.95),
-        "p99": total.get_response_time_percentile(0.99),
-        "max": total.max_response_time,
-    }
+    summary = _stats_dict(environment.stats.total)
+    summary["by_name"] = {name: _stats_dict(entry) for (name, _method), entry in environment.stats.entries.items()}
     with open(path, "w") as handle:
         json.dump(summary, handle)
+
+
+def _stats_dict(entry) -> dict:
+    return {
+        "requests": entry.num_requests,
+        "failures": entry.num_failures,
+        "rps": entry.total_rps,
+        "p50": entry.get_response_time_percentile(0.5),
+        "p95": entry.get_response_time_percentile(0.95),
+        "p99": entry.get_response_time_percentile(0.99),
+        "max": entry.max_response_time,
+    }
 
 
 def _require_loopback(address: str) -> None:
@@ -72,8 +81,10 @@ def _require_loopback(address: str) -> None:
 class RestPredictUser(FastHttpUser):
     """POSTs the prepared JSON body to LOADTEST_PATH, back to back."""
 
-    abstract = PROTOCOL != "rest"
+    abstract = bool(MIX) or PROTOCOL != "rest"
     path = os.environ.get("LOADTEST_PATH", "/v1/models/default:predict")
+    payload = PAYLOAD
+    request_name = "REST predict"
 
     def on_start(self) -> None:
         _require_loopback(self.host or "")
@@ -83,9 +94,9 @@ class RestPredictUser(FastHttpUser):
         # locust annotates `data` as str | dict, but its FastHttpSession sends bytes as they are
         with self.client.post(
             self.path,
-            data=PAYLOAD,  # pyright: ignore[reportArgumentType]
+            data=self.payload,  # pyright: ignore[reportArgumentType]
             headers={"Content-Type": "application/json"},
-            name="REST predict",
+            name=self.request_name,
             catch_response=True,
         ) as response:
             if response.status_code != 200:
@@ -96,7 +107,9 @@ class RestPredictUser(FastHttpUser):
 class GrpcPredictUser(User):
     """Sends the prepared PredictRequest over one gRPC channel per user."""
 
-    abstract = PROTOCOL != "grpc"
+    abstract = bool(MIX) or PROTOCOL != "grpc"
+    payload = PAYLOAD
+    request_name = "gRPC Predict"
 
     def __init__(self, environment):
         super().__init__(environment)
@@ -105,9 +118,9 @@ class GrpcPredictUser(User):
         self.channel = grpc.insecure_channel(
             target, options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
         )
-        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
-        # a generated proto class, built at import: pyright cannot see it
-        self.request = predict_pb2.PredictRequest.FromString(PAYLOAD)  # pyright: ignore[reportAttributeAccessIssue]
+        # The prepared request goes out as its serialized bytes and the answer stays bytes, as the REST
+        # user sends a prepared body: the load generator neither imports TensorFlow nor parses protos.
+        self.predict_call = self.channel.unary_unary(PREDICT_METHOD)
 
     def on_stop(self) -> None:
         self.channel.close()
@@ -117,17 +130,35 @@ class GrpcPredictUser(User):
         started = time.perf_counter()
         error, size = None, 0
         try:
-            response = self.stub.Predict(self.request, timeout=30)
-            size = response.ByteSize()
+            size = len(self.predict_call(self.payload, timeout=30))
         except grpc.RpcError as exc:
             error = exc
         elapsed_ms = (time.perf_counter() - started) * 1000
         events.request.fire(
             request_type="grpc",
-            name="gRPC Predict",
+            name=self.request_name,
             response_time=elapsed_ms,
             response_length=size,
             exception=error,
             context={},
         )
         _count_and_check_cap(self.environment)
+
+
+def _mix_user_class(index: int, entry: dict) -> type:
+    """A user class for one LOADTEST_MIX entry: its protocol, payload, REST path and user count."""
+    base = RestPredictUser if entry["protocol"] == "rest" else GrpcPredictUser
+    attributes = {
+        "abstract": False,
+        "fixed_count": int(entry["users"]),
+        "payload": Path(entry["payload"]).read_bytes(),
+        "request_name": entry["name"],
+        "__module__": __name__,
+    }
+    if entry["protocol"] == "rest":
+        attributes["path"] = entry["path"]
+    return type(f"MixUser{index}", (base,), attributes)
+
+
+for _index, _entry in enumerate(MIX):
+    globals()[f"MixUser{_index}"] = _mix_user_class(_index, _entry)

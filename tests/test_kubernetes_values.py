@@ -188,3 +188,13 @@ def test_course_id_kernel_and_formgrader_service_agree_with_the_course():
     assert env["JUPYTERHUB_API_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == f"hub.services.{course_id}.apiToken"
     assert env["JUPYTERHUB_SERVICE_PREFIX"]["value"] == f"/services/{course_id}/"
     assert hub["services"][course_id]["url"] == "http://formgrader:8888"
+
+
+def test_the_steps_in_the_docs_use_the_values_of_config_yaml():
+    """docs/kubernetes.md quotes the placeholders and the guarantee; they must be config.yaml's."""
+    doc = (REPO_ROOT / "docs" / "kubernetes.md").read_text()
+    values = load("config.yaml")["singleuser"]
+    replicas = load("config.yaml")["scheduling"]["userPlaceholder"]["replicas"]
+    assert f"scheduling.userPlaceholder.replicas={replicas} " in doc
+    assert f"`userPlaceholder.replicas: {replicas}`" in doc
+    assert f"{memory_mib(values['memory']['guarantee']):,.0f} MiB guaranteed" in doc

@@ -22,7 +22,7 @@ from serving_fixtures import fuzz
 from serving_fixtures.models import expected_probabilities, serve_three_models
 
 SEED = 20261202
-REST_CASES = 2000
+REST_CASES = 1500
 GRPC_CASES = 1000
 MAX_REQUEST_BYTES = 1_000_000
 SERVER_ERRORS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}

@@ -31,7 +31,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from course_lib.serving import observe, tensors
+from course_lib.serving import observe, oip, tensors
 from course_lib.serving.errors import ServingError, invalid_argument
 from course_lib.serving.service import SIGNATURE_DEF_FIELD, InferenceService, rest_model_spec
 
@@ -126,6 +126,7 @@ class RestApi:
         metrics_path: str | None = None,
     ):
         self.service = service
+        self.oip = oip.OipApi(service)  # the Open Inference Protocol v2 under /v2, same models
         self.metrics_path = metrics_path  # Prometheus text here (--monitoring_config_file), else 404
         self._codec = ThreadPoolExecutor(2, thread_name_prefix="rest-json")
         self.timeout_ms = timeout_ms
@@ -151,6 +152,8 @@ class RestApi:
 
     async def handle(self, request: web.Request) -> web.Response:
         path = request.raw_path.split("?", 1)[0]
+        if path == "/v2" or path.startswith("/v2/"):
+            return await self._answer_oip(request, path)
         observer = self.service.observer
         if self.metrics_path and path == self.metrics_path and observer is not None:
             return web.Response(body=observer.exposition(), headers={"Content-Type": observe.CONTENT_TYPE})
@@ -194,6 +197,37 @@ class RestApi:
             log.exception("Unexpected error on REST %s %s", request.method, path)
             error = ServingError(grpc.StatusCode.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}")
             return _error_response(error, self.cors_headers)
+
+    async def _answer_oip(self, request: web.Request, path: str) -> web.Response:
+        """An Open Inference Protocol v2 request (oip.py), counted in the metrics like /v1 ones."""
+        started = time.perf_counter()
+        try:
+            body = await self._read_body(request)
+            header_length = request.headers.get("Inference-Header-Content-Length")
+            work = self.oip.answer(request.method, path, body, header_length)
+            answer = await (asyncio.wait_for(work, self.timeout) if self.timeout else work)
+        except ServingError as error:
+            answer = oip.error_response(error)
+        except TimeoutError:
+            error = ServingError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"Request exceeded the --rest_api_timeout_in_ms deadline of {self.timeout_ms} ms",
+            )
+            answer = oip.error_response(error)
+        except Exception as exc:  # last line of defence: answer 500 and keep serving
+            log.exception("Unexpected error on REST %s %s", request.method, path)
+            answer = oip.error_response(ServingError(grpc.StatusCode.INTERNAL, f"Internal error: {exc!r}"))
+        if self.service.observer is not None:
+            api = "ModelInfer" if path.endswith("/infer") else "ModelMetadata"
+            seconds = time.perf_counter() - started
+            self.service.observer.request(
+                answer.model, api, "REST", answer.grpc_status, seconds, f"{request.method} {path}"
+            )
+        if answer.body is None:
+            return web.Response(status=answer.status, headers=self.cors_headers)
+        return web.Response(
+            body=answer.body_bytes(), status=answer.status, content_type=JSON_TYPE, headers=self.cors_headers
+        )
 
     def _preflight(self, request: web.Request) -> web.Response:
         origin = request.headers.get("Origin", "")

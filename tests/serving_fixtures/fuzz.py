@@ -133,6 +133,15 @@ CONTENT_TYPES = [
     "\u00e9/\u00e9".encode().decode("latin-1"),
     "",
 ]
+OIP_BODIES: list[Any] = [
+    {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]},
+    {"id": "1", "inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [[1, 2, 3, 4], [5, 6, 7, 8]]}],
+     "outputs": [{"name": "probs", "parameters": {"binary_data": True}}], "parameters": {}},
+    {"inputs": [{"name": "a", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]},
+                {"name": "b", "shape": [1, 3], "datatype": "INT32", "data": [1, 2, 3]},
+                {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["hi"]}]},
+    {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}}]},
+]  # fmt: skip
 VERBS = ["predict", "classify", "regress", "PREDICT", "explain", ""]
 
 
@@ -151,7 +160,9 @@ def rest_path(rng: random.Random) -> tuple[str, str]:
         "/", "/v1", "/v1/models", "/v1/models/", "//v1/models/clf", "/v1/models/clf%00:predict",
         "/v1/models/%E0%A4%A:predict", "/v1/models/" + "a" * 5000, "/v2/models/clf/infer", "/v1/models/clf?x=%ZZ",
         "/v1/models/clf:predict:predict", "/V1/MODELS/CLF:PREDICT", "/v1/models/clf/versions/1/labels/x:predict",
-        "/v1/models/..%2F..%2Fetc%2Fpasswd", "/metrics", "/monitoring/prometheus/metrics",
+        "/v1/models/..%2F..%2Fetc%2Fpasswd", "/metrics", "/monitoring/prometheus/metrics", "/v2", "/v2/",
+        "/v2/health/live", "/v2/health/ready", "/v2/models/clf", "/v2/models/clf/versions/99999999999999999999",
+        "/v2/models/clf/ready", "/v2/models/%ZZ/ready", "/v2/models/clf/versions/1/infer", "/v2/models",
     ]  # fmt: skip
     return rng.choice(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]), rng.choice(odd)
 
@@ -219,7 +230,18 @@ def rest_request(rng: random.Random) -> RestRequest:
         target = rng.choice(list(VALID_BODIES))
         model, verb = target.split(":")
         return RestRequest("POST", f"/v1/models/{model}:{verb}", _body_text(rng), headers)
-    if roll < 0.85:  # random shapes and leaves for each input of the multi model
+    if roll < 0.82:  # the Open Inference Protocol: JSON tensors, and Triton's binary ones after the JSON
+        body = mutate(rng, rng.choice(OIP_BODIES))
+        for _ in range(rng.randrange(0, 3)):
+            body = mutate(rng, body)
+        data = json.dumps(body).encode()
+        if rng.random() < 0.3:
+            headers["Inference-Header-Content-Length"] = rng.choice([str(len(data)), "0", "-1", "x", str(2**70)])
+            data += bytes(rng.randrange(256) for _ in range(rng.choice([0, 3, 16, 40])))
+        model = rng.choice(["clf", "multi", "reg", "nope"])
+        path = rng.choice([f"/v2/models/{model}/infer", f"/v2/models/{model}/versions/1/infer", "/v2/models//infer"])
+        return RestRequest("POST", path, data, headers)
+    if roll < 0.87:  # random shapes and leaves for each input of the multi model
         leaf = rng.choice([None, lambda r: r.choice(SCALARS)])
         body = {"inputs": {name: random_array(rng, leaf) for name in rng.sample(["a", "b", "text", "x"], 3)}}
         return RestRequest("POST", "/v1/models/multi:predict", json.dumps(body).encode(), headers)

@@ -153,3 +153,37 @@ def serve_three_models(root: Path, *flags: str):
         extra_flags=list(flags),
         timeout=180,
     )
+
+
+class _MixedModel(tf.Module):
+    """FP32, INT64 and BYTES inputs side by side (the Open Inference Protocol test's second model)."""
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, 3], tf.float32, name="weights"),
+            tf.TensorSpec([None, 3], tf.int64, name="counts"),
+            tf.TensorSpec([None], tf.string, name="tag"),
+        ]
+    )
+    def serve(self, weights, counts, tag):
+        return {
+            "weighted": tf.reduce_sum(weights * tf.cast(counts, tf.float32), axis=1),
+            "total": tf.reduce_sum(counts, axis=1),
+            "tagged": tf.strings.join([tag, "!"]),
+        }
+
+
+def mixed_expected(weights: np.ndarray, counts: np.ndarray, tag: list[str]) -> dict[str, np.ndarray]:
+    """What the mixed model answers, computed with numpy."""
+    return {
+        "weighted": (np.asarray(weights, np.float32) * np.asarray(counts, np.float32)).sum(axis=1),
+        "total": np.asarray(counts, np.int64).sum(axis=1),
+        "tagged": np.array([t + "!" for t in tag], dtype=object),
+    }
+
+
+def export_mixed(base: Path, version: int = 1) -> Path:
+    module = _MixedModel()
+    target = Path(base) / str(version)
+    tf.saved_model.save(module, str(target), signatures={"serving_default": module.serve})
+    return target

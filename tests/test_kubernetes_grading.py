@@ -33,6 +33,32 @@ def test_batches_cover_the_class_once():
         batch_grading.batch_students(students, 0, 0)
 
 
+def test_a_folder_that_is_not_a_course_is_refused_with_a_reason(tmp_path, capsys):
+    (tmp_path / "submitted" / "ada" / ASSIGNMENT).mkdir(parents=True)
+    args = ["prepare", ASSIGNMENT, "--course", str(tmp_path), "--index", "0", "--batch-size", "2"]
+    assert batch_grading.main([*args, "--into", str(tmp_path / "batch")]) == 3
+    assert f"has no solutions/{ASSIGNMENT}: is it the course directory?" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        batch_grading.main([*args, "--into", str(REPO_ROOT / "batch")])
+    assert "outside the repository" in capsys.readouterr().err
+    (tmp_path / "solutions" / ASSIGNMENT).mkdir(parents=True)
+    (tmp_path / "keep" / "notes.txt").parent.mkdir()
+    (tmp_path / "keep" / "notes.txt").write_text("mine")
+    assert batch_grading.main([*args, "--into", str(tmp_path / "keep")]) == 3
+    assert "not a batch's course" in capsys.readouterr().err
+    assert (tmp_path / "keep" / "notes.txt").read_text() == "mine"  # never deleted
+
+
+def test_merge_with_no_batches_names_every_student(tmp_path, capsys):
+    course = classroom.setup(tmp_path / "course", FIXTURES / "source")
+    for student in STUDENTS:
+        course.submit(student, ASSIGNMENT, FIXTURES / "submissions" / student / f"{ASSIGNMENT}.ipynb")
+    merge = ["merge", ASSIGNMENT, "--course", str(course.root), "--batch-size", "2"]
+    assert batch_grading.main(merge) == 1
+    err = capsys.readouterr().err
+    assert "not graded yet: invalid-json, partial, perfect; rerun the Job's indexes 0,1" in err
+
+
 def job_container() -> dict:
     job = yaml.safe_load(JOB.read_text())
     return job["spec"]["template"]["spec"]["containers"][0]

@@ -66,11 +66,13 @@ def prepare(course: Path, assignment: str, index: int, batch_size: int, into: Pa
     """A course directory at `into` with the source, a copy of the gradebook and batch `index`'s submissions."""
     source = CourseDirectory(course, [])
     students = batch_students(source.submitted_students(assignment), index, batch_size)
-    if into.exists():
-        shutil.rmtree(into)
     sources = course / SOLUTIONS
     if not (sources / assignment).is_dir():
         raise GradingError(f"{course} has no {SOLUTIONS}/{assignment}: is it the course directory?")
+    if into.exists() and any(into.iterdir()):
+        if not (into / "nbgrader_config.py").exists():
+            raise GradingError(f"{into} holds files that are not a batch's course: give an empty or new folder")
+        shutil.rmtree(into)  # an earlier attempt of this pod
     classroom.setup(into, sources)  # the course's sources, and an nbgrader_config.py for this folder
     snapshot_gradebook(course / "gradebook.db", into / "gradebook.db")
     for student in students:

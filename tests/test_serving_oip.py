@@ -189,3 +189,22 @@ def test_nested_data_and_parameters_are_taken_politely(server):
     (output,) = answer.json()["outputs"]
     assert (output["name"], output["datatype"], output["shape"]) == ("probs", "FP32", [2, 3])
     np.testing.assert_allclose(np.reshape(output["data"], (2, 3)), expected_probabilities(X, 1.0), rtol=1e-5)
+
+
+def test_a_big_body_is_decoded_off_the_event_loop_and_answers_the_same(server):
+    """Bodies over rest.OFFLOAD_BYTES are decoded on the codec threads, numbers through numpy's fast path."""
+    from course_lib.serving.rest import OFFLOAD_BYTES
+
+    rows = np.tile(X, (4000, 1))
+    body = {"inputs": [{"name": "x", "shape": list(rows.shape), "datatype": "FP32", "data": rows.ravel().tolist()}]}
+    data = json.dumps(body).encode()
+    assert len(data) > OFFLOAD_BYTES
+    answer = requests.post(server.rest_url + "/v2/models/clf/infer", data=data, timeout=60)
+    assert answer.status_code == 200, answer.text
+    (output,) = answer.json()["outputs"]
+    np.testing.assert_allclose(
+        np.reshape(output["data"], output["shape"]), expected_probabilities(rows, 1.0), rtol=1e-5
+    )
+    body["inputs"][0]["data"][5] = True  # a literal among numbers: the checking path refuses it, as for a small body
+    refused = requests.post(server.rest_url + "/v2/models/clf/infer", json=body, timeout=60)
+    assert refused.status_code == 400 and "must be a number" in refused.json()["error"]

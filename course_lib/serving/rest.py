@@ -126,7 +126,7 @@ class RestApi:
         metrics_path: str | None = None,
     ):
         self.service = service
-        self.oip = oip.OipApi(service)  # the Open Inference Protocol v2 under /v2, same models
+        self.oip = oip.OipApi(service, self._off_loop, OFFLOAD_BYTES)  # Open Inference Protocol v2 under /v2
         self.metrics_path = metrics_path  # Prometheus text here (--monitoring_config_file), else 404
         self._codec = ThreadPoolExecutor(2, thread_name_prefix="rest-json")
         self.timeout_ms = timeout_ms

@@ -80,8 +80,13 @@ class Measurements:
         return self.grading_seconds_per_submission * ratio
 
     def serving_row(self, scenario: str, protocol: str, batching_off: bool) -> ServingRow:
+        """The first load-test row whose scenario starts with `scenario` ('tiny' is also 'tiny-dense')."""
         for row in self.serving:
-            if row.scenario == scenario and row.protocol == protocol and (row.batching == "off") == batching_off:
+            if (
+                row.scenario.startswith(scenario)
+                and row.protocol == protocol
+                and (row.batching == "off") == batching_off
+            ):
                 return row
         raise BenchmarksFormatError(f"no serving row for {scenario} over {protocol} (batching off: {batching_off})")
 

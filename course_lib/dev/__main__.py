@@ -23,6 +23,8 @@ COMMANDS: Commands = {
     "lab-startup": ("course_lib.dev.lab_startup", "main", "how long `make lab` takes to serve JupyterLab"),
     "mutants": ("course_lib.dev.mutants", "main", "how many wrong answers the graded tests catch (make mutants)"),
     "currency": ("course_lib.dev.currency", "main", "the course against the newest TensorFlow and Keras"),
+    "capacity": ("course_lib.dev.capacity", "main", "size the course on Kubernetes from the measurements"),
+    "batch-grading": ("course_lib.dev.batch_grading", "main", "a class graded as an Indexed Job: prepare, export, merge"),
 }
 
 

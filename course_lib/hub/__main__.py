@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pwd
-import subprocess
 import sys
 from pathlib import Path
 
@@ -48,12 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     accounts = commands.add_parser("accounts", help="create the roster's Unix accounts")
     accounts.add_argument("--passwords", type=Path, help="username:password lines (default: random, printed)")
     commands.add_parser("remove-accounts", help="delete the accounts this tool created")
+    setup = commands.add_parser("setup", help="accounts and folders, without starting the hub")
+    setup.add_argument("--passwords", type=Path, help="username:password lines for new accounts")
     start = commands.add_parser("start", help="prepare and run the hub in the foreground")
     start.add_argument("--port", type=int, help="the port users open on 127.0.0.1 (default 8000)")
     start.add_argument("--passwords", type=Path, help="username:password lines for new accounts")
     start.add_argument("--config", type=Path, help="JupyterHub config file (e.g. deploy/hub/lti13_config.py)")
     classroom = commands.add_parser("classroom", help="course_lib.dev.classroom as the grader account")
-    classroom.add_argument("classroom_args", nargs=argparse.REMAINDER)
+    classroom.add_argument("grader_args", nargs=argparse.REMAINDER)
+    nbgrader = commands.add_parser("nbgrader", help="nbgrader as the grader account (release, collect, ...)")
+    nbgrader.add_argument("grader_args", nargs=argparse.REMAINDER)
     load = commands.add_parser("load-test", help="N students at once against a fresh hub")
     load.add_argument("--students", type=int, default=30)
     load.add_argument("--out", type=Path, help="write the measurements here as JSON")
@@ -78,6 +80,9 @@ def _run(args: argparse.Namespace) -> int:
         _print_passwords(accounts.ensure_accounts(names, settings.accounts_record, passwords))
     elif args.command == "remove-accounts":
         launch.tear_down(settings)
+    elif args.command == "setup":
+        passwords = accounts.read_passwords(args.passwords) if args.passwords else None
+        _print_passwords(launch.prepare(settings, passwords))
     elif args.command == "start":
         passwords = accounts.read_passwords(args.passwords) if args.passwords else None
         _print_passwords(launch.prepare(settings, passwords))
@@ -85,13 +90,12 @@ def _run(args: argparse.Namespace) -> int:
         os.chdir(settings.private)
         command = launch.hub_command(args.config.resolve() if args.config else launch.CONFIG_FILE)
         os.execve(command[0], command, launch.hub_environment(settings))
-    elif args.command == "classroom":
-        command = [sys.executable, "-m", "course_lib.dev.classroom", "--course", str(settings.course_dir)]
-        extra = [a for a in args.classroom_args if a != "--"]
-        home = pwd.getpwnam(settings.grader).pw_dir
-        as_grader = ["runuser", "-u", settings.grader, "--", "env", f"HOME={home}", f"USER={settings.grader}"]
-        as_grader.append(f"PATH={launch.venv_path()}")
-        return subprocess.run([*as_grader, *command, *extra], cwd=settings.course_dir, check=False).returncode
+    elif args.command in ("classroom", "nbgrader"):
+        if args.command == "classroom":
+            command = [sys.executable, "-m", "course_lib.dev.classroom", "--course", str(settings.course_dir)]
+        else:
+            command = [str(launch.BIN / "nbgrader")]
+        return launch.run_as_grader(settings, [*command, *(a for a in args.grader_args if a != "--")])
     elif args.command == "load-test":
         from course_lib.hub.loadtest import main as load_test
 

@@ -105,43 +105,59 @@ class HubUser:
     def _execute(self, kernel_id: str, code: str, timeout: float) -> str:
         url = f"{self.base_url.replace('http', 'ws', 1)}/user/{self.name}/api/kernels/{kernel_id}/channels"
         socket = websocket.create_connection(url, header=[f"Authorization: token {self.token}"], timeout=timeout)
+        deadline = time.monotonic() + timeout
+        session = uuid.uuid4().hex
         try:
-            msg_id = uuid.uuid4().hex
-            socket.send(
-                json.dumps(
-                    {
-                        "header": {
-                            "msg_id": msg_id,
-                            "username": self.name,
-                            "session": uuid.uuid4().hex,
-                            "msg_type": "execute_request",
-                            "version": "5.3",
-                        },
-                        "parent_header": {},
-                        "metadata": {},
-                        "content": {"code": code, "silent": False, "store_history": False},
-                        "channel": "shell",
-                    }
-                )
-            )
+            # As JupyterLab does: kernel_info until the kernel answers (a request sent while a loaded machine
+            # still starts the kernel can be lost), then the code.
+            while True:
+                info_id = self._send(socket, session, "kernel_info_request", {})
+                if self._reply(socket, info_id, min(10.0, deadline - time.monotonic()), []) is not None:
+                    break
+                if time.monotonic() >= deadline:
+                    raise CourseError(f"{self.name}'s kernel did not answer within {timeout} s")
             output: list[str] = []
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                message = json.loads(socket.recv())
-                if message.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                kind, content = message["msg_type"], message["content"]
-                if kind == "stream":
-                    output.append(content["text"])
-                elif kind in ("execute_result", "display_data"):
-                    output.append(content["data"].get("text/plain", "") + "\n")
-                elif kind == "error":
-                    raise CourseError(f"{self.name}'s cell failed: {content['ename']}: {content['evalue']}")
-                elif kind == "execute_reply":
-                    return "".join(output)
-            raise CourseError(f"{self.name}'s cell did not finish within {timeout} s")
+            msg_id = self._send(socket, session, "execute_request", {"code": code, "silent": False})
+            if self._reply(socket, msg_id, deadline - time.monotonic(), output) is None:
+                raise CourseError(f"{self.name}'s cell did not finish within {timeout} s")
+            return "".join(output)
         finally:
             socket.close()
+
+    def _send(self, socket: websocket.WebSocket, session: str, kind: str, content: dict) -> str:
+        msg_id = uuid.uuid4().hex
+        header = {"msg_id": msg_id, "username": self.name, "session": session, "msg_type": kind, "version": "5.3"}
+        message = {"header": header, "parent_header": {}, "metadata": {}, "content": content, "channel": "shell"}
+        socket.send(json.dumps(message))
+        return msg_id
+
+    def _reply(self, socket: websocket.WebSocket, msg_id: str, seconds: float, output: list[str]) -> dict | None:
+        """The shell reply to `msg_id` once the kernel is idle again (so every output of it, which comes on
+        another channel and may arrive after the reply, is in `output`); None after `seconds`."""
+        deadline = time.monotonic() + max(0.1, seconds)
+        reply, idle = None, False
+        while (left := deadline - time.monotonic()) > 0:
+            socket.settimeout(left)
+            try:
+                message = json.loads(socket.recv())
+            except websocket.WebSocketTimeoutException:
+                return None
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = message["msg_type"], message["content"]
+            if kind == "stream":
+                output.append(content["text"])
+            elif kind in ("execute_result", "display_data"):
+                output.append(content["data"].get("text/plain", "") + "\n")
+            elif kind == "error":
+                raise CourseError(f"{self.name}'s cell failed: {content['ename']}: {content['evalue']}")
+            elif kind == "status":
+                idle = idle or content.get("execution_state") == "idle"
+            elif kind.endswith("_reply"):
+                reply = content
+            if reply is not None and idle:
+                return reply
+        return None
 
     def nbgrader(self, action: str, assignment: str) -> Any:
         """fetch, submit or fetch_feedback through nbgrader's assignment list, in the user's own server."""

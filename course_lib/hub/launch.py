@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import stat
 import subprocess
@@ -14,7 +15,7 @@ import psutil
 import requests
 
 from course_lib.errors import CourseError
-from course_lib.hub.accounts import ensure_accounts, remove_accounts, require_root
+from course_lib.hub.accounts import account_exists, ensure_accounts, remove_accounts, require_root
 from course_lib.hub.course import prepare_state
 from course_lib.hub.roster import read_roster
 from course_lib.hub.settings import BIN, HUB_DIR, HubSettings
@@ -124,6 +125,16 @@ class RunningHub:
                 leftover = psutil.Process(proxy)
                 if "configurable-http-proxy" in " ".join(leftover.cmdline()):
                     leftover.kill()
+
+
+def run_as_grader(settings: HubSettings, command: list[str]) -> int:
+    """`command` as the grader account in the course directory (its files stay the grader's); exit code."""
+    if not account_exists(settings.grader):
+        raise CourseError(f"no account {settings.grader}: run `python -m course_lib.hub setup` (or make hub) first")
+    home = pwd.getpwnam(settings.grader).pw_dir
+    environment = [f"HOME={home}", f"USER={settings.grader}", f"PATH={venv_path()}"]
+    as_grader = ["runuser", "-u", settings.grader, "--", "env", *environment]
+    return subprocess.run([*as_grader, *command], cwd=settings.course_dir, check=False).returncode
 
 
 def _read_pid(path: Path) -> int | None:

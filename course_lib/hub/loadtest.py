@@ -16,7 +16,6 @@ import pwd
 import secrets
 import shutil
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from course_lib.errors import CourseError, first_line
 from course_lib.hub.client import HubUser
-from course_lib.hub.launch import RunningHub, hub_rss_bytes, prepare, tear_down, venv_path
+from course_lib.hub.launch import RunningHub, hub_rss_bytes, prepare, run_as_grader, tear_down
 from course_lib.hub.settings import BIN, HubSettings
 from course_lib.paths import REPO_ROOT, STUDENT_NOTEBOOKS
 from course_lib.serving.launcher import free_port
@@ -74,19 +73,6 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
 
 
-def _as_grader(settings: HubSettings, *command: str) -> None:
-    home = pwd.getpwnam(settings.grader).pw_dir
-    result = subprocess.run(
-        ["runuser", "-u", settings.grader, "--", "env", f"HOME={home}", f"PATH={venv_path()}", *command],
-        cwd=settings.course_dir,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise CourseError(f"{' '.join(command[:3])} as {settings.grader} failed: {result.stderr[-1500:]}")
-
-
 def release_student_version(settings: HubSettings, teacher: HubUser, assignment: str = ASSIGNMENT) -> None:
     """Release the repository's student version of `assignment` (already generated) through formgrader."""
     target = settings.course_dir / STUDENT_NOTEBOOKS / assignment
@@ -94,20 +80,28 @@ def release_student_version(settings: HubSettings, teacher: HubUser, assignment:
     entry = pwd.getpwnam(settings.grader)
     for folder in (target.parent, target, *target.iterdir()):
         os.chown(folder, entry.pw_uid, entry.pw_gid)
-    _as_grader(settings, str(BIN / "nbgrader"), "db", "assignment", "add", assignment)
+    if run_as_grader(settings, [str(BIN / "nbgrader"), "db", "assignment", "add", assignment]) != 0:
+        raise CourseError(f"nbgrader db assignment add {assignment} failed as {settings.grader} (output above)")
     answer = teacher.formgrader("POST", f"/api/assignment/{assignment}/release")
     if answer.status_code != 200 or not answer.json().get("success"):
         raise CourseError(f"release of {assignment} through formgrader failed: {answer.text[:500]}")
 
 
+STEP_LIMIT_S = 300  # one student's spawn or cell: a stuck one fails alone instead of holding the run
+
+
 def _student(settings: HubSettings, name: str, password: str, deadline: float) -> StudentRun:
     run = StudentRun(name)
     user = HubUser(settings.url, name, timeout=120)
+
+    def left() -> float:
+        return max(1.0, min(STEP_LIMIT_S, deadline - time.monotonic()))
+
     try:
         user.login(password)
-        run.spawn_s = round(user.spawn(timeout=max(1.0, deadline - time.monotonic())), 3)
+        run.spawn_s = round(user.spawn(timeout=left()), 3)
         started = time.monotonic()
-        output = user.run_code(CELL, timeout=max(1.0, deadline - time.monotonic()))
+        output = user.run_code(CELL, timeout=left())
         if output.strip() != "42":
             raise CourseError(f"the cell printed {output!r}, not 42")
         run.cell_s = round(time.monotonic() - started, 3)

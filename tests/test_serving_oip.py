@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,21 @@ pytestmark = pytest.mark.slow  # a model server subprocess, and a venv built on 
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def client_venv():
+    """The client venv, built (on the first run only) in the background while the server starts."""
+    started = time.monotonic()
+
+    def build() -> Path:
+        python = ensure_oip_client_venv()
+        print(f"OIP client venv ready in {time.monotonic() - started:.1f} s: {python}")
+        return python
+
+    with ThreadPoolExecutor(1) as pool:
+        yield pool.submit(build)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, client_venv):  # client_venv first: its build overlaps the server's start
     root = tmp_path_factory.mktemp("oip")
     export_classifier(root / "clf", 1)
     export_mixed(root / "mixed", 1)
@@ -48,16 +63,9 @@ def server(tmp_path_factory):
     handle.stop()
 
 
-@pytest.fixture(scope="session")
-def client_python() -> Path:
-    started = time.monotonic()
-    python = ensure_oip_client_venv()
-    print(f"OIP client venv ready in {time.monotonic() - started:.1f} s: {python}")
-    return python
-
-
 @pytest.fixture(scope="module")
-def client_run(server, client_python, tmp_path_factory) -> dict:
+def client_run(server, client_venv, tmp_path_factory) -> dict:
+    client_python = client_venv.result(timeout=600)
     inputs = tmp_path_factory.mktemp("oip-client") / "inputs.json"
     inputs.write_text(
         json.dumps({"x": X.tolist(), "weights": WEIGHTS.tolist(), "counts": COUNTS.tolist(), "tag": TAGS})

@@ -202,6 +202,8 @@ class RestApi:
         """An Open Inference Protocol v2 request (oip.py), counted in the metrics like /v1 ones."""
         started = time.perf_counter()
         try:
+            if request.method == "OPTIONS":  # a browser's CORS preflight, as for /v1
+                return self._preflight(request)
             body = await self._read_body(request)
             header_length = request.headers.get("Inference-Header-Content-Length")
             work = self.oip.answer(request.method, path, body, header_length)

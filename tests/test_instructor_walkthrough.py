@@ -6,8 +6,11 @@ an LMS zip, grading, formgrader, feedback and the CSV export, exactly as the doc
 
 import csv
 import os
+import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -149,3 +152,107 @@ def test_students_progress(course):
     result = make("progress", f"NOTEBOOKS={fetched}")
     assert "| tiny-assignment | ex1-tests | 1 / 1 |" in result.stdout
     assert "Visible tests passed: 3 of 6 points" in result.stdout
+
+
+# ----- "Running a class": the same commands on the small assignment, with a real hub ------------------
+
+HUB_TEACHER, HUB_STUDENT, HUB_GRADER = "tfc-wt-ada", "tfc-wt-alan", "tfc-wt-grader"
+
+
+def hub_cli(hub, *args: str, user: str | None = None) -> subprocess.CompletedProcess:
+    """`.venv/bin/python -m course_lib.hub ...` as in the guide (with this test's state folder)."""
+    command = [sys.executable, "-m", "course_lib.hub", "--roster", str(hub["roster"])]
+    command += ["--state", str(hub["settings"].state), *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=hub["env"], timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def as_student(hub, *command: str) -> subprocess.CompletedProcess:
+    """A command in the student's JupyterLab terminal: their account, their home, the hub's config path."""
+    home = Path(pwd.getpwnam(HUB_STUDENT).pw_dir)
+    env = [f"HOME={home}", f"PATH={Path(sys.executable).parent}:/usr/bin:/bin"]
+    env.append(f"JUPYTER_CONFIG_PATH={hub['settings'].student_config}")
+    result = subprocess.run(
+        ["runuser", "-u", HUB_STUDENT, "--", "env", *env, *command],
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def class_hub(tmp_path_factory):
+    from course_lib.hub.launch import tear_down, unreachable_interpreter
+    from course_lib.hub.settings import HubSettings
+
+    if os.geteuid() != 0 or shutil.which("npm") is None or unreachable_interpreter():
+        pytest.skip("the class hub needs root, npm and a Python other users can run (tests/test_hub.py says which)")
+    work = Path(tempfile.mkdtemp(prefix="tfc-hub-walkthrough-", dir="/tmp"))
+    os.chmod(work, 0o755)  # students reach the exchange below it
+    roster = work / "roster.csv"
+    roster.write_text(f"username,role\n{HUB_TEACHER},instructor\n{HUB_STUDENT},student\n")
+    (work / "passwords.txt").write_text(f"{HUB_TEACHER}:walk-{os.getpid()}\n{HUB_STUDENT}:through-{os.getpid()}\n")
+    settings = HubSettings(
+        roster=roster,
+        state=work / "state",
+        port=free_port(),
+        hub_port=free_port(),
+        proxy_api_port=free_port(),
+        formgrader_port=free_port(),
+        grader=HUB_GRADER,
+    )
+    hub = {"settings": settings, "roster": roster, "work": work, "env": {**ENV, **settings.environment()}}
+    try:
+        yield hub
+    finally:
+        tear_down(settings)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_8_class_hub_setup_and_release(class_hub, start_server):
+    settings = class_hub["settings"]
+    result = hub_cli(class_hub, "accounts", "--passwords", str(class_hub["work"] / "passwords.txt"))
+    assert HUB_STUDENT in result.stdout and pwd.getpwnam(HUB_STUDENT)
+    command = ["make", "--no-print-directory", "-C", str(REPO), "hub", f"ROSTER={class_hub['roster']}"]
+    command += [f"HUB_STATE={settings.state}", f"HUB_PORT={settings.port}"]
+    hub = start_server(command, env=class_hub["env"], name="make hub")
+    wait_for_http(f"{settings.url}/hub/api/", timeout=300, server=hub, ready=lambda r: r.status_code == 200)
+    formgrader = requests.get(f"{settings.url}/services/tf-basics/formgrader", timeout=30, allow_redirects=False)
+    assert formgrader.status_code in (302, 403)  # formgrader is there, behind the hub's login
+    # The guide's assignment is 01; the test uses the small one (its source copied in by the grader).
+    shutil.copytree(FIXTURES / "source" / ASSIGNMENT, settings.course_dir / "solutions" / ASSIGNMENT)
+    subprocess.run(["chown", "-R", f"{HUB_GRADER}:{HUB_GRADER}", str(settings.course_dir)], check=True)
+    hub_cli(class_hub, "classroom", "generate", ASSIGNMENT)
+    hub_cli(class_hub, "nbgrader", "release_assignment", ASSIGNMENT)
+    as_student(class_hub, "nbgrader", "fetch_assignment", ASSIGNMENT)
+    fetched = Path(pwd.getpwnam(HUB_STUDENT).pw_dir) / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    shutil.copy(FIXTURES / "submissions" / "partial" / f"{ASSIGNMENT}.ipynb", fetched)
+    os.chown(fetched, pwd.getpwnam(HUB_STUDENT).pw_uid, pwd.getpwnam(HUB_STUDENT).pw_gid)
+    as_student(class_hub, "nbgrader", "submit", ASSIGNMENT)
+
+
+def test_9_class_hub_deadline_collect_grade_feedback_export(class_hub):
+    settings = class_hub["settings"]
+    hub_cli(class_hub, "nbgrader", "db", "assignment", "add", ASSIGNMENT, "--duedate=2026-12-14 23:59:00 UTC")
+    hub_cli(class_hub, "nbgrader", "collect", ASSIGNMENT)
+    assert (settings.course_dir / "submitted" / HUB_STUDENT / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").exists()
+    graded = hub_cli(class_hub, "classroom", "grade", ASSIGNMENT, "--workers", "2")
+    assert f"| {HUB_STUDENT} | graded | 3 / 6 |" in graded.stdout
+    hub_cli(class_hub, "classroom", "feedback", ASSIGNMENT)
+    hub_cli(class_hub, "nbgrader", "release_feedback", ASSIGNMENT)
+    as_student(class_hub, "nbgrader", "fetch_feedback", ASSIGNMENT)
+    home = Path(pwd.getpwnam(HUB_STUDENT).pw_dir)
+    pages = list((home / ASSIGNMENT / "feedback").glob("*/*.html"))
+    assert pages and "BEGIN HIDDEN TESTS" not in pages[0].read_text()
+    hub_cli(class_hub, "classroom", "grades")
+    rows = list(csv.DictReader((settings.course_dir / "grades.csv").open()))
+    assert [(r["student_id"], float(r["score"]), r["duedate"][:10]) for r in rows] == [(HUB_STUDENT, 3.0, "2026-12-14")]
+    assert (settings.course_dir / "grades-canvas.csv").exists() and (settings.course_dir / "grades-moodle.csv").exists()
+    hub_cli(class_hub, "remove-accounts")
+    with pytest.raises(KeyError):
+        pwd.getpwnam(HUB_STUDENT)

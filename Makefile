@@ -157,9 +157,11 @@ ROSTER    ?= $(HUB_DIR)/roster.example.csv
 HUB_STATE ?= $(HUB_DIR)/state
 HUB_PORT  ?= 8000
 
+# flock: two `make hub` at once (the test workers) run one `npm ci`; the second finds the stamp newer.
 $(HUB_PROXY): $(HUB_DIR)/package.json $(HUB_DIR)/package-lock.json
-	cd $(HUB_DIR) && npm ci --no-audit --no-fund
-	touch $@
+	cd $(HUB_DIR) && flock . sh -c 'test node_modules/.installed -nt package-lock.json && \
+	    test node_modules/.installed -nt package.json || \
+	    { npm ci --no-audit --no-fund && touch node_modules/.installed; }'
 
 hub: $(STAMP) $(HUB_PROXY)
 	$(PY) -m course_lib.hub --roster $(ROSTER) --state $(HUB_STATE) start --port $(HUB_PORT) \

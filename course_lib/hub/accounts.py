@@ -63,8 +63,20 @@ def _write_record(record: Path, names: list[str]) -> None:
     os.replace(temporary, record)
 
 
+def _shadow_tool(command: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    """useradd, chpasswd or userdel, again while another one holds /etc/passwd's lock (two hubs preparing)."""
+    for _ in range(40):
+        result = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False)
+        if result.returncode == 0 or "lock" not in result.stderr.lower():
+            return result
+        time.sleep(0.25)
+    return result
+
+
 def set_password(name: str, password: str) -> None:
-    subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True, capture_output=True)
+    result = _shadow_tool(["chpasswd"], f"{name}:{password}\n")
+    if result.returncode != 0:
+        raise CourseError(f"chpasswd for {name} failed: {result.stderr.strip()}")
 
 
 def ensure_accounts(names: list[str], record: Path, passwords: dict[str, str] | None = None) -> dict[str, str]:
@@ -79,12 +91,7 @@ def ensure_accounts(names: list[str], record: Path, passwords: dict[str, str] | 
     recorded = _recorded(record)
     for name in names:
         if not account_exists(name):
-            result = subprocess.run(
-                ["useradd", "--create-home", "--user-group", "--shell", "/bin/bash", name],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            result = _shadow_tool(["useradd", "--create-home", "--user-group", "--shell", "/bin/bash", name])
             if result.returncode != 0:
                 raise CourseError(f"useradd {name} failed: {result.stderr.strip()}")
             recorded.append(name)
@@ -118,7 +125,7 @@ def remove_accounts(record: Path, names: list[str] | None = None) -> list[str]:
     for name in chosen:
         if account_exists(name):
             _stop_processes_of(pwd.getpwnam(name).pw_uid)
-            subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
+            _shadow_tool(["userdel", "--remove", name])
         removed.append(name)
     _write_record(record, [n for n in recorded if n not in removed])
     return removed

@@ -24,7 +24,13 @@ COMMANDS: Commands = {
     "mutants": ("course_lib.dev.mutants", "main", "how many wrong answers the graded tests catch (make mutants)"),
     "currency": ("course_lib.dev.currency", "main", "the course against the newest TensorFlow and Keras"),
     "capacity": ("course_lib.dev.capacity", "main", "size the course on Kubernetes from the measurements"),
-    "batch-grading": ("course_lib.dev.batch_grading", "main", "a class graded as an Indexed Job: prepare, export, merge"),
+    "serving-benchmark": ("course_lib.serving.benchmark", "main", "the serving goals measured in one run (issue 18)"),
+    "oip-client-venv": ("course_lib.dev.oip_client_venv", "main", "the tritonclient venv the /v2 tests use"),
+    "batch-grading": (
+        "course_lib.dev.batch_grading",
+        "main",
+        "grading as a Kubernetes Indexed Job: prepare, export, merge",
+    ),
 }
 
 

@@ -12,6 +12,7 @@ It is built without pip of its own (`venv --without-pip`), installed by .venv's 
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import hashlib
 import shutil
@@ -65,7 +66,13 @@ def _run(command: list[str], what: str) -> None:
         )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tf-course-dev oip-client-venv",
+        description="Build (once) the venv with tritonclient that the Open Inference Protocol tests use; "
+        "print its Python.",
+    )
+    parser.parse_args(argv)
     print(ensure_oip_client_venv())
     return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import numpy as np
 import pytest
@@ -250,3 +251,48 @@ def test_classification_and_regression_results_json():
 
 def test_error_body_is_tf_servings_shape():
     assert json.loads(tensors.error_json('bad "thing"')) == {"error": 'bad "thing"'}
+
+
+# Integers of 20+ digits can pass 64 bits: orjson would turn them into floats (or refuse them), so such
+# bodies take json.loads, which keeps them exact or answers 400 past Python's 4300-digit limit.
+BIG_INTEGER_BODIES = [
+    b'{"instances": [123456789012345678901234]}',
+    b'{"instances": [-123456789012345678901234]}',
+    b'{"instances": [0.00019999999494757503, 12345678901234567890]}',
+    b'{"instances": [1e-00000000000000000005,-98765432109876543210]}',
+]
+
+
+@pytest.mark.parametrize("body", BIG_INTEGER_BODIES)
+def test_integers_past_64_bits_take_the_careful_parse_and_stay_exact(body):
+    assert tensors._has_long_integer(body)
+    assert tensors._fast_loads(body) is tensors._NOT_PARSED
+    doc = tensors.parse_json_object(body)
+    assert doc == json.loads(body) and any(isinstance(v, int) and abs(v) >= 2**63 for v in doc["instances"])
+
+
+@pytest.mark.parametrize("sign", [b"", b"-"])
+def test_integers_past_pythons_digit_limit_are_a_400(sign):
+    error = error_of(lambda: tensors.parse_json_object(b'{"instances": [' + sign + b"9" * 5000 + b"]}"))
+    assert error.http_status == 400
+    assert error.message.startswith("JSON Parse error: Exceeds the limit (4300 digits) for integer string conversion")
+
+
+# json.dumps writes float32 values with up to 17 significant digits, so small ones have 20+ digit
+# fractions (0.00019999999494757503); they, long exponents and long integer parts of floats are no
+# integers and keep orjson's parse, with the same result json.loads gives.
+FLOAT_BODIES = [
+    json.dumps({"instances": [float(v) for v in np.array([0.0002, -0.0002, 3e-7, 0.5], np.float32)]}).encode(),
+    b'{"instances": [1e-00000000000000000005, 1E+00000000000000000003, 2e00000000000000000001]}',
+    b'{"instances": [12345678901234567890.5, 12345678901234567890e-3, -12345678901234567890E2]}',
+    b'{"instances": [1.0000000000000000000001]}',
+]
+
+
+@pytest.mark.parametrize("body", FLOAT_BODIES)
+def test_long_fractions_and_exponents_keep_the_fast_parse(body):
+    assert re.search(rb"\d{20,}", body), "each body has a run of 20+ digits, the case the check must tell apart"
+    assert not tensors._has_long_integer(body)
+    fast = tensors._fast_loads(body)
+    assert fast is not tensors._NOT_PARSED and fast == json.loads(body)
+    assert tensors.parse_json_object(body) == json.loads(body)

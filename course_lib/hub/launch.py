@@ -120,11 +120,19 @@ class RunningHub:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
-        if proxy is not None:
-            with contextlib.suppress(psutil.Error):
-                leftover = psutil.Process(proxy)
-                if "configurable-http-proxy" in " ".join(leftover.cmdline()):
-                    leftover.kill()
+        stop_leftover_proxy(self.settings, proxy)
+
+
+def stop_leftover_proxy(settings: HubSettings, pid: int | None = None) -> None:
+    """Kill the hub's proxy if it outlived the hub (it runs in a session of its own: a hub killed while
+    starting leaves it listening)."""
+    pid = pid or _read_pid(settings.private / "proxy.pid")
+    if pid is None:
+        return
+    with contextlib.suppress(psutil.Error):
+        leftover = psutil.Process(pid)
+        if "configurable-http-proxy" in " ".join(leftover.cmdline()):
+            leftover.kill()
 
 
 def run_as_grader(settings: HubSettings, command: list[str]) -> int:
@@ -155,6 +163,7 @@ def hub_rss_bytes(settings: HubSettings) -> dict[str, int]:
 
 def tear_down(settings: HubSettings) -> None:
     """Remove the accounts this tool created for the class (homes included) and their cgroups."""
+    stop_leftover_proxy(settings)
     record = settings.accounts_record
     names = remove_accounts(record) if record.exists() else []
     remove_leftover_cgroups([*names, settings.grader])

@@ -26,6 +26,7 @@ COMMANDS: Commands = {
     "capacity": ("course_lib.dev.capacity", "main", "size the course on Kubernetes from the measurements"),
     "serving-benchmark": ("course_lib.serving.benchmark", "main", "the serving goals measured in one run (issue 18)"),
     "oip-client-venv": ("course_lib.dev.oip_client_venv", "main", "the tritonclient venv the /v2 tests use"),
+    "hub": ("course_lib.hub.__main__", "main", "the class hub: accounts, start, classroom, load-test (make hub)"),
     "batch-grading": (
         "course_lib.dev.batch_grading",
         "main",

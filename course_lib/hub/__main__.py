@@ -97,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
             command = [str(launch.BIN / "nbgrader")]
         return launch.run_as_grader(settings, [*command, *(a for a in args.grader_args if a != "--")])
     elif args.command == "load-test":
-        from course_lib.hub.loadtest import main as load_test
+        from course_lib.hub.loadtest import report_load_test as load_test
 
         return load_test(args.students, args.out, args.time_limit)
     return 0

@@ -203,7 +203,8 @@ def run_load_test(students: int, time_limit: float = 600, log_dir: Path | None =
         shutil.rmtree(state, ignore_errors=True)
 
 
-def main(students: int, out: Path | None, time_limit: float) -> int:
+def report_load_test(students: int, out: Path | None, time_limit: float) -> int:
+    """Run the load test, print its JSON report (and write it to `out`); 0 when every student spawned and submitted."""
     report = run_load_test(students, time_limit)
     text = json.dumps(asdict(report), indent=1)
     print(text)

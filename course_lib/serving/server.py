@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import signal
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -20,7 +19,7 @@ from aiohttp import web
 from course_lib.errors import CourseError
 from course_lib.serving import config as config_module
 from course_lib.serving.config import ServerOptions, SslOptions
-from course_lib.serving.grpc_service import add_services
+from course_lib.serving.grpc_service import start_aio_server
 from course_lib.serving.observe import RequestObserver
 from course_lib.serving.registry import ModelRegistry
 from course_lib.serving.rest import RestApi
@@ -82,49 +81,27 @@ async def _start_rest(options: ServerOptions, service: InferenceService) -> web.
     return runner
 
 
-def _start_grpc(options: ServerOptions, service: InferenceService, loop: asyncio.AbstractEventLoop) -> grpc.Server:
-    """gRPC on its own worker threads (grpc_max_threads of them), next to the event loop."""
-    limit = options.max_request_bytes
-    server = grpc.server(
-        ThreadPoolExecutor(options.grpc_max_threads, thread_name_prefix="grpc"),
-        options=[
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", max(limit, 64 * 1024 * 1024)),
-            ("grpc.so_reuseport", 0),
-        ],
-        maximum_concurrent_rpcs=options.grpc_max_threads * 4,
-    )
-    add_services(server, service, loop, tensor_content=options.tensor_content)
-    if options.health_service:
-        add_health_service(server)
+async def _start_grpc(options: ServerOptions, service: InferenceService) -> grpc.aio.Server:
+    """gRPC on the event loop REST serves on (grpc.aio): no thread pool competing for the GIL."""
     credentials = server_credentials(options.ssl)
     addresses = [f"{options.host}:{options.grpc_port}"] if options.grpc_port else []
     if options.grpc_socket_path:
         addresses.append(f"unix:{options.grpc_socket_path}")
-    for address in addresses:
-        try:
-            bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
-        except RuntimeError:
-            bound = 0
-        if not bound:
-            raise CourseError(f"Cannot open gRPC at {address}. Is another server running? Pick another --port.")
-    server.start()
+    try:
+        server = await start_aio_server(
+            addresses,
+            service,
+            max_request_bytes=options.max_request_bytes,
+            max_concurrent_rpcs=options.grpc_max_threads * 4,
+            credentials=credentials,
+            tensor_content=options.tensor_content,
+            health_service=options.health_service,
+        )
+    except OSError as exc:
+        raise CourseError(f"Cannot open gRPC at {exc}. Is another server running? Pick another --port.") from None
     security = "TLS" + (" with client certificates" if options.ssl and options.ssl.client_verify else "")
     log.info("Running gRPC ModelServer at %s (%s) ...", ", ".join(addresses), security if credentials else "plaintext")
     return server
-
-
-def add_health_service(server: grpc.Server) -> None:
-    """grpc.health.v1.Health, as TF Serving sets it: the server, ModelService and PredictionService SERVING.
-
-    The gRPC port opens only after the first load (run_server polls first), so SERVING is true when asked.
-    """
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
-    servicer = health.HealthServicer()
-    for name in ("", "ModelService", "PredictionService"):
-        servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
 
 
 def server_credentials(ssl: SslOptions | None) -> grpc.ServerCredentials | None:
@@ -167,7 +144,7 @@ async def run_server(
     rest_runner = grpc_server = None
     try:
         if options.grpc_port or options.grpc_socket_path:
-            grpc_server = _start_grpc(options, service, loop)
+            grpc_server = await _start_grpc(options, service)
         if options.rest_api_port:
             rest_runner = await _start_rest(options, service)
         watcher = (
@@ -185,7 +162,7 @@ async def run_server(
     finally:
         registry.stop()
         if grpc_server is not None:
-            await loop.run_in_executor(None, lambda: grpc_server.stop(grace=1.0).wait())
+            await grpc_server.stop(grace=1.0)
         if rest_runner is not None:
             await rest_runner.cleanup()
         if service.batcher is not None:

@@ -142,11 +142,6 @@ def test_an_oversized_grpc_message_is_refused_as_resource_exhausted(server, chan
     assert_still_serving(server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="grpcio answers INTERNAL 'Exception deserializing request!' before our handler runs: "
-    "course_lib/serving/grpc_service.py must register raw-bytes handlers that parse the request itself",
-)
 def test_bytes_that_are_no_protobuf_are_an_invalid_argument(server, channel):
     rng = random.Random(SEED)
     codes = {}

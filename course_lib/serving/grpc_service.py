@@ -11,17 +11,22 @@ inputs, running, metadata and status) is the InferenceService the REST API uses 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 
 import grpc
+from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
 from course_lib.serving.config import validate_model_config
@@ -255,8 +260,68 @@ def add_services(
     else:
         prediction = PredictionServicer(service, loop, tensor_content)
         model_service = ModelServicer(service)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_service, server)
+    server.add_generic_rpc_handlers(
+        (
+            _parsing_handler(prediction, "tensorflow.serving.PredictionService", PREDICTION_REQUESTS),
+            _parsing_handler(model_service, "tensorflow.serving.ModelService", MODEL_REQUESTS),
+        )
+    )
+
+
+PREDICTION_REQUESTS = {
+    "Classify": classification_pb2.ClassificationRequest,
+    "Regress": regression_pb2.RegressionRequest,
+    "Predict": predict_pb2.PredictRequest,
+    "MultiInference": inference_pb2.MultiInferenceRequest,
+    "GetModelMetadata": get_model_metadata_pb2.GetModelMetadataRequest,
+}
+MODEL_REQUESTS = {
+    "GetModelStatus": get_model_status_pb2.GetModelStatusRequest,
+    "HandleReloadConfigRequest": model_management_pb2.ReloadConfigRequest,
+}
+
+
+def _parsing_handler(servicer, service_name: str, requests: dict) -> grpc.GenericRpcHandler:
+    """The service's methods, each parsing its own request: bytes that are no protobuf are the client's
+    error (INVALID_ARGUMENT), where grpcio's own parsing answers INTERNAL before any handler runs."""
+    handlers = {
+        method: grpc.unary_unary_rpc_method_handler(
+            _parsing(getattr(servicer, method), request_type),
+            request_deserializer=None,
+            response_serializer=_serialize,
+        )
+        for method, request_type in requests.items()
+    }
+    return grpc.method_handlers_generic_handler(service_name, handlers)
+
+
+def _serialize(message) -> bytes:
+    return message.SerializeToString()
+
+
+def _parsing(behavior, request_type):
+    what = f"The request is not a valid {request_type.DESCRIPTOR.full_name}"
+    if inspect.iscoroutinefunction(behavior):
+
+        async def handle_async(raw: bytes, context):
+            try:
+                request = request_type.FromString(raw)
+            except DecodeError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {exc}")
+                raise  # abort raises; this only tells the type checker
+            return await behavior(request, context)
+
+        return handle_async
+
+    def handle(raw: bytes, context):
+        try:
+            request = request_type.FromString(raw)
+        except DecodeError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {exc}")
+            raise  # abort raises; this only tells the type checker
+        return behavior(request, context)
+
+    return handle
 
 
 # grpcio's HTTP/2 bandwidth-delay probing pings every connection as data flows; on loopback and a

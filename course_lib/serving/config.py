@@ -205,7 +205,7 @@ def build_flag_parser() -> argparse.ArgumentParser:
         "--grpc_max_threads",
         type=int,
         default=max(32, 4 * (os.cpu_count() or 1)),
-        help="gRPC worker threads (requests in flight at once)",
+        help="caps gRPC requests in flight at 4x this number (gRPC runs on the event loop, no thread per request)",
     )
     add("--tensorflow_intra_op_parallelism", type=int, default=0)
     add("--tensorflow_inter_op_parallelism", type=int, default=0)

@@ -11,7 +11,6 @@ inputs, running, metadata and status) is the InferenceService the REST API uses 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 
@@ -40,31 +39,6 @@ __all__ = ["add_services", "array_to_tensor_proto", "tensor_proto_to_array"]
 log = logging.getLogger("course_lib.serving")
 
 
-def _guard(context: grpc.ServicerContext, method: str, work, record=None):
-    """Run a handler; ServingErrors become gRPC statuses, anything else INTERNAL (server stays up).
-
-    `record(status_name)` (metrics, access log) is called once the answer is known, before an abort.
-    """
-    try:
-        result = work()
-    except ServingError as error:
-        if record is not None:
-            record(error.code.name)
-        context.abort(error.code, error.message)
-    except Exception as exc:
-        # typeshed's grpc stubs lack ServicerContext.code(), which grpcio's ServicerContext has
-        if context.code() is not None:  # pyright: ignore[reportAttributeAccessIssue]  (already aborted)
-            raise
-        log.exception("Unexpected error in gRPC %s", method)
-        if record is not None:
-            record("INTERNAL")
-        context.abort(grpc.StatusCode.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}")
-    else:
-        if record is not None:
-            record("OK")
-        return result
-
-
 def _recorder(service: InferenceService, request, api: str):
     """A callback that counts and times this request (None when metrics and access log are off)."""
     observer = service.observer
@@ -82,7 +56,7 @@ def _recorder(service: InferenceService, request, api: str):
 
 
 class PredictCodec:
-    """Predict's request and response handling around the run, shared by the thread and asyncio servicers."""
+    """Predict's request and response handling around the run."""
 
     def __init__(self, service: InferenceService, tensor_content: bool = False):
         self.service = service
@@ -107,49 +81,11 @@ class PredictCodec:
         return response
 
 
-class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """tensorflow.serving.PredictionService on grpcio's thread pool server.
-
-    Handlers run on gRPC's worker threads: Predict converts and infers right there (or waits for
-    the batcher), so a request costs no hop through the event loop. Classify and Regress run the
-    shared async code on the loop.
-    """
-
-    def __init__(self, service: InferenceService, loop: asyncio.AbstractEventLoop, tensor_content: bool = False):
-        self.service = service
-        self.loop = loop
-        self.codec = PredictCodec(service, tensor_content)
-
-    def _on_loop(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
-
-    def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-        model, signature, inputs, output_names = self.codec.decode(request)
-        outputs = self.service.run_blocking(model, signature, inputs, output_names)
-        return self.codec.encode(model, signature, outputs)
-
-    def Predict(self, request, context):  # noqa: N802 (gRPC method names)
-        record = _recorder(self.service, request, "Predict")
-        return _guard(context, "Predict", lambda: self._predict(request), record)
-
-    def Classify(self, request, context):  # noqa: N802
-        record = _recorder(self.service, request, "Classify")
-        return _guard(context, "Classify", lambda: self._on_loop(self.service.classify(request)), record)
-
-    def Regress(self, request, context):  # noqa: N802
-        record = _recorder(self.service, request, "Regress")
-        return _guard(context, "Regress", lambda: self._on_loop(self.service.regress(request)), record)
-
-    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):  # noqa: N802
-        return _guard(context, "GetModelMetadata", lambda: self.service.metadata(request))
-
-    def MultiInference(self, request, context):  # noqa: N802
-        record = _recorder(self.service, request, "MultiInference")
-        return _guard(context, "MultiInference", lambda: self._on_loop(self.service.multi_inference(request)), record)
-
-
 async def _guard_async(context: grpc.aio.ServicerContext, method: str, work, record=None):
-    """_guard for the asyncio server: `work` is a coroutine, run on the server's event loop."""
+    """Run a handler's coroutine; ServingErrors become gRPC statuses, anything else INTERNAL (server stays up).
+
+    `record(status_name)` (metrics, access log) is called once the answer is known, before an abort.
+    """
     try:
         result = await work
     except ServingError as error:
@@ -218,19 +154,6 @@ def _reload_config(service: InferenceService, request: model_management_pb2.Relo
     return model_management_pb2.ReloadConfigResponse()
 
 
-class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    """tensorflow.serving.ModelService: GetModelStatus and HandleReloadConfigRequest."""
-
-    def __init__(self, service: InferenceService):
-        self.service = service
-
-    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest, context):  # noqa: N802
-        return _guard(context, "GetModelStatus", lambda: self.service.status(request))
-
-    def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context):  # noqa: N802
-        return _guard(context, "HandleReloadConfigRequest", lambda: _reload_config(self.service, request))
-
-
 class AsyncModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     """ModelService on the grpc.aio server; a reload (it loads models) runs off the event loop."""
 
@@ -245,25 +168,16 @@ class AsyncModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return await _guard_async(context, "HandleReloadConfigRequest", reload)
 
 
-def add_services(
-    server: grpc.Server | grpc.aio.Server,
-    service: InferenceService,
-    loop: asyncio.AbstractEventLoop,
-    tensor_content: bool = False,
-) -> None:
-    """PredictionService and ModelService on `server`: thread-pool handlers, or coroutines on a grpc.aio server."""
-    if isinstance(server, grpc.aio.Server):
-        prediction: prediction_service_pb2_grpc.PredictionServiceServicer = AsyncPredictionServicer(
-            service, tensor_content
-        )
-        model_service: model_service_pb2_grpc.ModelServiceServicer = AsyncModelServicer(service)
-    else:
-        prediction = PredictionServicer(service, loop, tensor_content)
-        model_service = ModelServicer(service)
+def add_services(server: grpc.aio.Server, service: InferenceService, tensor_content: bool = False) -> None:
+    """PredictionService and ModelService on a grpc.aio server, as coroutines on its event loop."""
     server.add_generic_rpc_handlers(
         (
-            _parsing_handler(prediction, "tensorflow.serving.PredictionService", PREDICTION_REQUESTS),
-            _parsing_handler(model_service, "tensorflow.serving.ModelService", MODEL_REQUESTS),
+            _parsing_handler(
+                AsyncPredictionServicer(service, tensor_content),
+                "tensorflow.serving.PredictionService",
+                PREDICTION_REQUESTS,
+            ),
+            _parsing_handler(AsyncModelServicer(service), "tensorflow.serving.ModelService", MODEL_REQUESTS),
         )
     )
 
@@ -301,25 +215,14 @@ def _serialize(message) -> bytes:
 
 def _parsing(behavior, request_type):
     what = f"The request is not a valid {request_type.DESCRIPTOR.full_name}"
-    if inspect.iscoroutinefunction(behavior):
 
-        async def handle_async(raw: bytes, context):
-            try:
-                request = request_type.FromString(raw)
-            except DecodeError as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {exc}")
-                raise  # abort raises; this only tells the type checker
-            return await behavior(request, context)
-
-        return handle_async
-
-    def handle(raw: bytes, context):
+    async def handle(raw: bytes, context):
         try:
             request = request_type.FromString(raw)
         except DecodeError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {exc}")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {exc}")
             raise  # abort raises; this only tells the type checker
-        return behavior(request, context)
+        return await behavior(request, context)
 
     return handle
 
@@ -353,7 +256,7 @@ async def start_aio_server(
         ],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
-    add_services(server, service, asyncio.get_running_loop(), tensor_content=tensor_content)
+    add_services(server, service, tensor_content=tensor_content)
     if health_service:
         from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 

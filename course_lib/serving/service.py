@@ -159,16 +159,6 @@ class InferenceService:
         outputs = await asyncio.wrap_future(batched)
         return {name: outputs[name] for name in output_names}
 
-    def run_blocking(
-        self, model: ServableVersion, signature: Signature, inputs: dict[str, np.ndarray], output_names: tuple[str, ...]
-    ) -> dict[str, np.ndarray]:
-        """`run` for callers on worker threads (gRPC): runs right here, or waits for the batcher."""
-        batched = self._batched(model, signature, inputs)
-        if batched is None:
-            return self._timed_run(model, signature, inputs, output_names)
-        outputs = batched.result()
-        return {name: outputs[name] for name in output_names}
-
     async def classify(
         self, request: classification_pb2.ClassificationRequest
     ) -> classification_pb2.ClassificationResponse:

@@ -31,7 +31,7 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from servers import free_port, start_logged, wait_for_http
+from servers import start_logged, wait_for_http
 
 from course_lib.hub.client import HubUser
 from course_lib.hub.launch import tear_down, unreachable_interpreter
@@ -73,15 +73,7 @@ def hub():
         f"username,role\n{TEACHER},instructor\n{TA},ta\n"
         + "".join(f"{s},student\n" for s in [*STUDENTS, *LOAD_STUDENTS])
     )
-    settings = HubSettings(
-        roster=roster,
-        state=work / "state",
-        port=free_port(),
-        hub_port=free_port(),
-        proxy_api_port=free_port(),
-        formgrader_port=free_port(),
-        grader=GRADER,
-    )
+    settings = HubSettings.on_free_ports(roster, work / "state", GRADER)
     env = {**os.environ, **settings.environment()}
     command = ["make", "--no-print-directory", "-C", str(REPO), "hub", f"ROSTER={roster}"]
     command += [f"HUB_STATE={settings.state}", f"HUB_PORT={settings.port}", f"PASSWORDS={work / 'passwords'}"]

@@ -197,15 +197,7 @@ def class_hub(tmp_path_factory):
     roster = work / "roster.csv"
     roster.write_text(f"username,role\n{HUB_TEACHER},instructor\n{HUB_STUDENT},student\n")
     (work / "passwords.txt").write_text(f"{HUB_TEACHER}:walk-{os.getpid()}\n{HUB_STUDENT}:through-{os.getpid()}\n")
-    settings = HubSettings(
-        roster=roster,
-        state=work / "state",
-        port=free_port(),
-        hub_port=free_port(),
-        proxy_api_port=free_port(),
-        formgrader_port=free_port(),
-        grader=HUB_GRADER,
-    )
+    settings = HubSettings.on_free_ports(roster, work / "state", HUB_GRADER)
     hub = {"settings": settings, "roster": roster, "work": work, "env": {**ENV, **settings.environment()}}
     try:
         yield hub

@@ -29,7 +29,6 @@ from course_lib.hub.client import HubUser
 from course_lib.hub.launch import RunningHub, hub_rss_bytes, prepare, run_as_grader, tear_down
 from course_lib.hub.settings import BIN, HubSettings
 from course_lib.paths import REPO_ROOT, STUDENT_NOTEBOOKS
-from course_lib.serving.launcher import free_port
 from course_lib.units import MIB
 
 ASSIGNMENT = "01-tensorflow-and-keras"
@@ -179,15 +178,7 @@ def run_load_test(students: int, time_limit: float = 600, log_dir: Path | None =
     log = (log_dir or state.parent) / f"{state.name}.log"  # kept after the state is removed
     roster = state / "roster.csv"
     roster.write_text("username,role\n" + f"{INSTRUCTOR},instructor\n" + "".join(f"{n},student\n" for n in names))
-    settings = HubSettings(
-        roster=roster,
-        state=state / "state",
-        port=free_port(),
-        hub_port=free_port(),
-        proxy_api_port=free_port(),
-        formgrader_port=free_port(),
-        grader=GRADER,
-    )
+    settings = HubSettings.on_free_ports(roster, state / "state", GRADER)
     hub = None
     try:
         prepare(settings, passwords)

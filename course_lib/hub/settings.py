@@ -51,6 +51,21 @@ class HubSettings:
                 raise CourseError(f"COURSE_HUB_{field.name.upper()}={raw!r}: expected a {kind.__name__}") from None
         return cls(**values)
 
+    @classmethod
+    def on_free_ports(cls, roster: Path, state: Path, grader: str) -> HubSettings:
+        """A hub of its own beside any other (tests, the load test): each port a free one on 127.0.0.1."""
+        from course_lib.serving.launcher import free_port  # only here: jupyterhub_config.py stays light
+
+        return cls(
+            roster=roster,
+            state=state,
+            grader=grader,
+            port=free_port(),
+            hub_port=free_port(),
+            proxy_api_port=free_port(),
+            formgrader_port=free_port(),
+        )
+
     def environment(self) -> dict[str, str]:
         """The COURSE_HUB_* variables that make `from_environment` return these settings."""
         return {f"COURSE_HUB_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)}

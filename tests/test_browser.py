@@ -120,6 +120,10 @@ def run_all(page) -> None:
 def save_and_read_code_cells(page, saved_path: Path) -> list:
     """Ctrl+S in JupyterLab, wait until the file changes, and return the saved notebook's code cells."""
     before = saved_path.stat().st_mtime
+    dialog = page.locator(".jp-Dialog")
+    if dialog.count():  # a modal dialog takes every click: say which one instead of timing out on the click
+        page.screenshot(path=str(SCREENSHOTS / f"dialog-{saved_path.stem}.png"))
+        raise AssertionError(f"JupyterLab shows a dialog over the notebook: {dialog.first.inner_text()!r}")
     page.locator(".jp-Notebook").first.click()
     page.keyboard.press("Control+s")
     deadline = time.monotonic() + 30

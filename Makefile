@@ -75,6 +75,7 @@ fresh: $(STAMP)
 # The notebooks that measure memory or speed on the CPU; with the tests marked cpu_sensitive, `make test`
 # runs them a second time with oneDNN forced off, as TF 2.21 runs on every CPU without AVX-512 (most
 # students' laptops: no CPU allocator statistics, Eigen kernels), whatever the CPU of the machine testing.
+# On a CPU where oneDNN is already off (no AVX-512), the first runs were that case and the second is skipped.
 CPU_SENSITIVE_NOTEBOOKS := solutions/05-inference solutions/09-performance solutions/10-resource-estimation
 
 # An explicit --basetemp: pytest never prunes it, so no other pytest run on the machine (the nested
@@ -88,11 +89,16 @@ test: lint
 	$(VENV)/bin/pytest -n $(WORKERS) --dist loadscope --basetemp=$$tmp/unit --durations=15 tests && \
 	$(VENV)/bin/pytest -n $(WORKERS) --dist loadscope -p no:cacheprovider --basetemp=$$tmp/nbval --nbval-lax \
 	    --nbval-kernel-name $(KERNEL) solutions && \
-	echo "CPU-sensitive checks again with TF_ENABLE_ONEDNN_OPTS=0 (a CPU without AVX-512):" && \
-	TF_ENABLE_ONEDNN_OPTS=0 $(VENV)/bin/pytest -n $(WORKERS) --dist loadscope -p no:cacheprovider \
-	    --basetemp=$$tmp/onednn-off -m cpu_sensitive tests && \
-	TF_ENABLE_ONEDNN_OPTS=0 $(VENV)/bin/pytest -n $(WORKERS) --dist loadscope -p no:cacheprovider \
-	    --basetemp=$$tmp/nbval-onednn-off --nbval-lax --nbval-kernel-name $(KERNEL) $(CPU_SENSITIVE_NOTEBOOKS) && \
+	if ! $(PY) -c "import sys; from course_lib.environment import onednn_enabled; sys.exit(not onednn_enabled())" \
+	    2>/dev/null; then \
+	  echo "oneDNN is off on this CPU (no AVX-512): the runs above were already the students' case."; \
+	else \
+	  echo "CPU-sensitive checks again with TF_ENABLE_ONEDNN_OPTS=0 (a CPU without AVX-512):" && \
+	  TF_ENABLE_ONEDNN_OPTS=0 $(VENV)/bin/pytest -n $(WORKERS) --dist loadscope -p no:cacheprovider \
+	      --basetemp=$$tmp/onednn-off -m cpu_sensitive tests && \
+	  TF_ENABLE_ONEDNN_OPTS=0 $(VENV)/bin/pytest -n $(WORKERS) --dist loadscope -p no:cacheprovider \
+	      --basetemp=$$tmp/nbval-onednn-off --nbval-lax --nbval-kernel-name $(KERNEL) $(CPU_SENSITIVE_NOTEBOOKS); \
+	fi && \
 	rm -rf $$tmp
 
 # Developers, between commits: ruff and the tests not marked slow (no notebooks, nbgrader, make, browser

@@ -4,6 +4,8 @@ the LTI 1.3 example loading into ltiauthenticator, the pinned proxy, and the loa
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -106,3 +108,35 @@ def test_percentiles_by_nearest_rank():
     values = [float(v) for v in range(1, 21)]
     assert percentile(values, 0.5) == 10.0 and percentile(values, 0.95) == 19.0
     assert percentile([3.0], 0.95) == 3.0 and percentile([], 0.5) is None
+
+
+@pytest.fixture
+def open_tmp_path():
+    """A folder under /tmp that others can pass through (pytest's own tmp_path sits in a 0700 folder)."""
+    folder = Path(tempfile.mkdtemp(prefix="tfc-reach-", dir="/tmp"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_a_checkout_students_cannot_reach_is_named_and_can_be_opened(open_tmp_path, monkeypatch):
+    from course_lib.hub import launch
+
+    tmp_path = open_tmp_path
+    interpreter = tmp_path / "python-install" / "bin" / "python3"
+    interpreter.parent.mkdir(parents=True)
+    interpreter.write_text("")
+    interpreter.chmod(0o755)
+    checkout = tmp_path / "clone"  # what `mktemp -d` makes: 0700
+    (checkout / ".venv" / "bin").mkdir(parents=True)
+    (checkout / ".venv" / "bin" / "python").symlink_to(interpreter)
+    checkout.chmod(0o700)
+    monkeypatch.setattr(launch, "BIN", checkout / ".venv" / "bin")
+
+    reason = launch.unreachable_interpreter()
+    assert f"{checkout} (on the way to the venv's programs" in reason and f"chmod o+x {checkout}" in reason
+    assert launch.let_others_reach_python() == [checkout]
+    assert checkout.stat().st_mode & 0o777 == 0o701 and launch.unreachable_interpreter() == ""
+
+    (interpreter.parent).chmod(0o700)  # pyenv's interpreter under /root
+    assert f"{interpreter.parent} (on the way to its interpreter" in launch.unreachable_interpreter()

@@ -47,18 +47,44 @@ def prepare(settings: HubSettings, passwords: dict[str, str] | None = None) -> d
 def unreachable_interpreter() -> str:
     """Why students could not run the course's Python (servers and kernels run as them); "" if they can.
 
-    A venv built from an interpreter under /root (pyenv's default) is one: /root is 0700.
+    Two paths must be searchable by others: the one to the venv's `bin/` (the checkout: `mktemp -d` makes
+    0700 folders), and the one to the interpreter the venv was built from (pyenv's under /root, 0700).
     """
-    interpreter = Path(os.path.realpath(BIN / "python"))
-    for folder in [*reversed(interpreter.parents), interpreter]:
-        mode = folder.stat().st_mode
-        if not mode & stat.S_IXOTH:
+    for target, role in _python_paths():
+        blocked = _unsearchable_folder(target)
+        if blocked:
             return (
-                f"other users cannot run {BIN / 'python'}: {folder} (on the way to its interpreter {interpreter}) "
-                "is not searchable by others. Build the venv from a Python they can reach "
-                "(`make clean venv PYTHON=/usr/bin/python3`), or `chmod o+x` that folder"
+                f"other users cannot run {BIN / 'python'}: {blocked} (on the way to {role} {target}) "
+                "is not searchable by others. Run the hub from a checkout and a Python they can reach "
+                f"(`make clean venv PYTHON=/usr/bin/python3`), or `chmod o+x {blocked}`"
             )
     return ""
+
+
+def let_others_reach_python() -> list[Path]:
+    """`chmod o+x` (search, not read) the folders on the way to the venv and its interpreter; those changed.
+
+    For a test host (a `mktemp -d` clone, pyenv under /root) as a hub host's admin would do it by hand;
+    `make hub` itself never changes permissions outside its state folder: it refuses, saying which.
+    """
+    changed = []
+    for target, _ in _python_paths():
+        while blocked := _unsearchable_folder(target):
+            os.chmod(blocked, blocked.stat().st_mode | stat.S_IXOTH)
+            changed.append(blocked)
+    return changed
+
+
+def _python_paths() -> list[tuple[Path, str]]:
+    return [(BIN, "the venv's programs"), (Path(os.path.realpath(BIN / "python")), "its interpreter")]
+
+
+def _unsearchable_folder(target: Path) -> Path | None:
+    """The first folder from / down to `target` (or `target` itself) that others cannot pass through or run."""
+    for folder in reversed([target, *target.parents]):
+        if not folder.stat().st_mode & stat.S_IXOTH:
+            return folder
+    return None
 
 
 def hub_command(config: Path = CONFIG_FILE) -> list[str]:

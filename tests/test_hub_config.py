@@ -140,3 +140,25 @@ def test_a_checkout_students_cannot_reach_is_named_and_can_be_opened(open_tmp_pa
 
     (interpreter.parent).chmod(0o700)  # pyenv's interpreter under /root
     assert f"{interpreter.parent} (on the way to its interpreter" in launch.unreachable_interpreter()
+
+
+def test_processes_left_talking_to_a_stopped_hub_are_stopped():
+    """What a hub killed mid-cleanup leaves (the idle culler was seen with parent 1): found by its API."""
+    import subprocess
+
+    from course_lib.hub import launch
+
+    settings = HubSettings(hub_port=48081)
+
+    def start(api_url: str) -> subprocess.Popen:
+        return subprocess.Popen(["sleep", "120"], env={"JUPYTERHUB_API_URL": api_url}, start_new_session=True)
+
+    leftover = start(f"http://127.0.0.1:{settings.hub_port}/hub/api")
+    another_hubs = start("http://127.0.0.1:48082/hub/api")
+    try:
+        assert launch.stop_leftover_services(settings) == [leftover.pid]
+        assert leftover.wait(timeout=10) == -9 and another_hubs.poll() is None
+    finally:
+        for process in (leftover, another_hubs):
+            process.kill()
+            process.wait()

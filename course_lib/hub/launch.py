@@ -147,6 +147,7 @@ class RunningHub:
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
         stop_leftover_proxy(self.settings, proxy)
+        stop_leftover_services(self.settings)
 
 
 def stop_leftover_proxy(settings: HubSettings, pid: int | None = None) -> None:
@@ -159,6 +160,27 @@ def stop_leftover_proxy(settings: HubSettings, pid: int | None = None) -> None:
         leftover = psutil.Process(pid)
         if "configurable-http-proxy" in " ".join(leftover.cmdline()):
             leftover.kill()
+
+
+def stop_leftover_services(settings: HubSettings) -> list[int]:
+    """Kill the processes that still talk to this hub's API after it stopped; their pids.
+
+    JupyterHub starts its services (the idle culler, formgrader) and the students' servers in sessions of
+    their own, so a hub killed before its cleanup finished leaves them running. They are found by the
+    hub API address the hub gave them; this process and its parents (a terminal in one of the servers)
+    are spared.
+    """
+    api = f"http://127.0.0.1:{settings.hub_port}/hub/api"
+    spared = {os.getpid(), *(parent.pid for parent in psutil.Process().parents())}
+    killed = []
+    for process in psutil.process_iter():
+        if process.pid in spared:
+            continue
+        with contextlib.suppress(psutil.Error):
+            if process.environ().get("JUPYTERHUB_API_URL", "").rstrip("/") == api:
+                process.kill()
+                killed.append(process.pid)
+    return killed
 
 
 def run_as_grader(settings: HubSettings, command: list[str]) -> int:
@@ -188,8 +210,10 @@ def hub_rss_bytes(settings: HubSettings) -> dict[str, int]:
 
 
 def tear_down(settings: HubSettings) -> None:
-    """Remove the accounts this tool created for the class (homes included) and their cgroups."""
+    """Remove the accounts this tool created for the class (homes included) and their cgroups, and stop
+    what a hub that did not stop cleanly left running."""
     stop_leftover_proxy(settings)
+    stop_leftover_services(settings)
     record = settings.accounts_record
     names = remove_accounts(record) if record.exists() else []
     remove_leftover_cgroups([*names, settings.grader])

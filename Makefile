@@ -86,9 +86,8 @@ CPU_SENSITIVE_NOTEBOOKS := solutions/05-inference solutions/09-performance solut
 test: lint
 	$(PY) -m course_lib.dev.notebooks check
 	tmp=$$(mktemp -d /tmp/course-tests-XXXXXX) && \
-	$(VENV)/bin/pytest -n $(WORKERS) --dist loadscope --basetemp=$$tmp/unit --durations=15 tests && \
-	$(VENV)/bin/pytest -n $(WORKERS) --dist loadscope -p no:cacheprovider --basetemp=$$tmp/nbval --nbval-lax \
-	    --nbval-kernel-name $(KERNEL) solutions && \
+	$(VENV)/bin/pytest -n $(WORKERS) --dist loadscope --basetemp=$$tmp/unit --durations=15 \
+	    --nbval-lax --nbval-kernel-name $(KERNEL) tests solutions && \
 	if ! $(PY) -c "import sys; from course_lib.environment import onednn_enabled; sys.exit(not onednn_enabled())" \
 	    2>/dev/null; then \
 	  echo "oneDNN is off on this CPU (no AVX-512): the runs above were already the students' case."; \

@@ -12,6 +12,10 @@ import pytest
 from servers import LoggedProcess, recent_processes, start_logged
 from xdist.scheduler import LoadScopeScheduling
 
+# `make test` runs nbval over solutions/ in the same session as these tests; the notebooks under tests/
+# are fixtures (submissions, assignments), never run by nbval.
+collect_ignore_glob = ["*.ipynb"]
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -58,9 +62,90 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if SLOW_FIXTURES_BY_MODULE.get(item.path.name, set()) & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    heaviest_scopes_first(items)
 
 
 # ----- scheduling ----------------------------------------------------------------------------------
+
+
+def scope_of(nodeid: str) -> str:
+    """What one worker runs together: a test module, one notebook's round trip, one notebook under nbval."""
+    path, _, rest = nodeid.partition("::")
+    if path.endswith("test_notebooks.py") and rest.endswith("]"):
+        return f"notebook-{rest.rsplit('[', 1)[1][:-1]}"
+    return path
+
+
+# Worker-seconds of the scopes that take 10 s or more, measured in `make test` on the 2-core VM
+# (2026-12-02, `--durations=0`, summed per scope; nbval: the notebook's run time). Running the longest
+# first leaves the short ones to fill the end, so both workers finish together (longest processing time
+# first). A scope missing here counts 0.2 s per test; a stale number costs minutes, never a result.
+SCOPE_SECONDS = {
+    "notebook-11-capstone": 212,
+    "tests/test_instructor_walkthrough.py": 164,
+    "tests/test_classroom.py": 138,
+    "tests/test_grading_config.py": 138,
+    "tests/test_browser.py": 138,
+    "notebook-05-inference": 128,
+    "tests/test_hub.py": 116,
+    "notebook-06-serving": 111,
+    "notebook-08-troubleshooting": 108,
+    "notebook-09-performance": 99,
+    "notebook-10-resource-estimation": 99,
+    "tests/test_binder_check.py": 95,
+    "notebook-04-loading-pretrained": 88,
+    "tests/test_parallel_grading.py": 87,
+    "tests/test_student_work.py": 87,
+    "notebook-01-tensorflow-and-keras": 87,
+    "notebook-07-tensorflow-vs-pytorch": 81,
+    "notebook-03-model-formats": 73,
+    "notebook-02-install-and-verify": 72,
+    "solutions/11-capstone/11-capstone.ipynb": 55,
+    "tests/test_grades_csv.py": 44,
+    "solutions/05-inference/05-inference.ipynb": 40,
+    "tests/test_serving_warmup.py": 35,
+    "tests/test_serving_benchmark.py": 33,
+    "solutions/06-serving/06-serving.ipynb": 33,
+    "solutions/08-troubleshooting/08-troubleshooting.ipynb": 28,
+    "tests/test_serving_tls.py": 28,
+    "solutions/09-performance/09-performance.ipynb": 27,
+    "tests/test_classifier.py": 26,
+    "tests/test_serving_observe.py": 26,
+    "solutions/10-resource-estimation/10-resource-estimation.ipynb": 25,
+    "tests/test_run_notebooks.py": 25,
+    "tests/test_kubernetes_grading.py": 24,
+    "solutions/04-loading-pretrained/04-loading-pretrained.ipynb": 21,
+    "solutions/07-tensorflow-vs-pytorch/07-tensorflow-vs-pytorch.ipynb": 20,
+    "tests/test_models.py": 22,
+    "tests/test_serving_wire.py": 21,
+    "tests/test_serving_launcher.py": 18,
+    "solutions/03-model-formats/03-model-formats.ipynb": 18,
+    "tests/test_gpu_report.py": 17,
+    "tests/test_memory.py": 17,
+    "tests/test_serving_api.py": 16,
+    "tests/test_serving_fuzz.py": 16,
+    "solutions/01-tensorflow-and-keras/01-tensorflow-and-keras.ipynb": 15,
+    "solutions/02-install-and-verify/02-install-and-verify.ipynb": 15,
+    "tests/test_environment.py": 15,
+    "tests/test_progress.py": 12,
+    "tests/test_serving_hot_reload.py": 11,
+    "tests/test_serving_oip.py": 11,
+}
+
+
+def heaviest_scopes_first(items: list) -> None:
+    """Order the items by their scope's expected time, longest first; a scope's own order is kept."""
+    tests_per_scope: dict[str, int] = {}
+    for item in items:
+        tests_per_scope[scope_of(item.nodeid)] = tests_per_scope.get(scope_of(item.nodeid), 0) + 1
+    position = {id(item): index for index, item in enumerate(items)}
+
+    def expected_seconds(item) -> float:
+        scope = scope_of(item.nodeid)
+        return SCOPE_SECONDS.get(scope, 0.2 * tests_per_scope[scope])
+
+    items.sort(key=lambda item: (-expected_seconds(item), position[id(item)]))
+
 
 if not callable(getattr(LoadScopeScheduling, "_split_scope", None)):
     raise RuntimeError(
@@ -91,11 +176,15 @@ class CourseScheduling(LoadScopeScheduling):
     put `--dist loadgroup` in the Makefile's pytest lines, and delete this class and the hook.
     """
 
+    def __init__(self, config, log=None):
+        super().__init__(config, log)
+        # Keep the collection's order, heaviest scope first (heaviest_scopes_first), instead of xdist's
+        # default of most tests first: that sent the few-test, minutes-long scopes (a notebook's round
+        # trip, the hub) last, and one worker ran them alone at the end.
+        config.option.loadscopereorder = False
+
     def _split_scope(self, nodeid: str) -> str:
-        path, _, rest = nodeid.partition("::")
-        if path.endswith("test_notebooks.py") and rest.endswith("]"):
-            return f"notebook-{rest.rsplit('[', 1)[1][:-1]}"
-        return path
+        return scope_of(nodeid)
 
 
 def pytest_xdist_make_scheduler(config, log):

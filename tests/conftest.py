@@ -6,6 +6,7 @@ Markers (pyproject.toml): `slow` for what runs notebooks, nbgrader, `make`, Jupy
 runs a second time with oneDNN off.
 """
 
+import collections
 import os
 
 import pytest
@@ -135,16 +136,11 @@ SCOPE_SECONDS = {
 
 def heaviest_scopes_first(items: list) -> None:
     """Order the items by their scope's expected time, longest first; a scope's own order is kept."""
-    tests_per_scope: dict[str, int] = {}
-    for item in items:
-        tests_per_scope[scope_of(item.nodeid)] = tests_per_scope.get(scope_of(item.nodeid), 0) + 1
-    position = {id(item): index for index, item in enumerate(items)}
-
-    def expected_seconds(item) -> float:
-        scope = scope_of(item.nodeid)
-        return SCOPE_SECONDS.get(scope, 0.2 * tests_per_scope[scope])
-
-    items.sort(key=lambda item: (-expected_seconds(item), position[id(item)]))
+    scopes = [scope_of(item.nodeid) for item in items]
+    tests_per_scope = collections.Counter(scopes)
+    expected = [SCOPE_SECONDS.get(scope, 0.2 * tests_per_scope[scope]) for scope in scopes]
+    order = sorted(range(len(items)), key=lambda index: (-expected[index], index))
+    items[:] = [items[index] for index in order]
 
 
 if not callable(getattr(LoadScopeScheduling, "_split_scope", None)):

@@ -138,7 +138,7 @@ def test_a_checkout_students_cannot_reach_is_named_and_can_be_opened(open_tmp_pa
     assert launch.let_others_reach_python() == [checkout]
     assert checkout.stat().st_mode & 0o777 == 0o701 and launch.unreachable_interpreter() == ""
 
-    (interpreter.parent).chmod(0o700)  # pyenv's interpreter under /root
+    interpreter.parent.chmod(0o700)  # pyenv's interpreter under /root
     assert f"{interpreter.parent} (on the way to its interpreter" in launch.unreachable_interpreter()
 
 

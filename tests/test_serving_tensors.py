@@ -15,7 +15,7 @@ import pytest
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
-from course_lib.serving import tensors
+from course_lib.serving import json_body, tensors
 from course_lib.serving.errors import ServingError
 from course_lib.serving.servable import TensorSpecInfo
 
@@ -265,8 +265,8 @@ BIG_INTEGER_BODIES = [
 
 @pytest.mark.parametrize("body", BIG_INTEGER_BODIES)
 def test_integers_past_64_bits_take_the_careful_parse_and_stay_exact(body):
-    assert tensors._has_long_integer(body)
-    assert tensors._fast_loads(body) is tensors._NOT_PARSED
+    assert json_body.has_long_integer(body)
+    assert json_body.fast_loads(body) is json_body.NOT_PARSED
     doc = tensors.parse_json_object(body)
     assert doc == json.loads(body) and any(isinstance(v, int) and abs(v) >= 2**63 for v in doc["instances"])
 
@@ -292,7 +292,62 @@ FLOAT_BODIES = [
 @pytest.mark.parametrize("body", FLOAT_BODIES)
 def test_long_fractions_and_exponents_keep_the_fast_parse(body):
     assert re.search(rb"\d{20,}", body), "each body has a run of 20+ digits, the case the check must tell apart"
-    assert not tensors._has_long_integer(body)
-    fast = tensors._fast_loads(body)
-    assert fast is not tensors._NOT_PARSED and fast == json.loads(body)
+    assert not json_body.has_long_integer(body)
+    fast = json_body.fast_loads(body)
+    assert fast is not json_body.NOT_PARSED and fast == json.loads(body)
     assert tensors.parse_json_object(body) == json.loads(body)
+
+
+# ----- bodies parsed in a decoding process (json_body.parse_with_dense_value) ---------------------
+
+INT8_X = {"x": TensorSpecInfo("x", types_pb2.DT_INT8, (None, 2))}
+FAST, FULL = "numpy's fast path", "the full parse"
+DENSE_CASES = [
+    ({"instances": [[1.5, 2.0], [3.25, -4e-3]]}, FLOAT_X, FAST),
+    ({"instances": [[1, 2], [3, 4]]}, FLOAT_X, FAST),  # integers for a float input
+    ({"inputs": [[1, 2], [3, 4]]}, INT8_X, FAST),
+    ({"inputs": [[0.00019999999494757503, 1e30]]}, FLOAT_X, FAST),
+    ({"instances": [[1.5, 2.0]], "signature_name": "serving_default"}, FLOAT_X, FAST),
+    ({"instances": [[1.5, 2.0]]}, INT8_X, FULL),  # floats for an int input: the full parse words the error
+    ({"instances": [[1, 200]]}, INT8_X, FULL),  # out of int8's range: the same
+    ({"instances": [[1.0, 2.0]]}, MULTI, FULL),  # a plain list for two inputs: the same
+    ({"inputs": [[1.0, 2.0]]}, STRING_IN, FULL),
+]
+
+
+@pytest.mark.parametrize(("body", "specs", "path"), DENSE_CASES)
+def test_a_dense_value_gives_the_full_parse_s_arrays_or_asks_for_the_full_parse(body, specs, path):
+    raw = json.dumps(body).encode()
+    doc = json_body.parse_with_dense_value(raw)
+    assert any(isinstance(doc[key], json_body.DenseValue) for key in json_body.TENSOR_KEYS if key in doc)
+    if path == FULL:
+        with pytest.raises(tensors.FullParseNeededError):
+            tensors.predict_inputs_from_json(doc, specs)
+        return
+    got = tensors.predict_inputs_from_json(doc, specs)
+    expected = tensors.predict_inputs_from_json(tensors.parse_json_object(raw), specs)
+    assert got[1] == expected[1]
+    assert got[0].keys() == expected[0].keys()
+    for name, array in got[0].items():
+        assert array.dtype == expected[0][name].dtype and array.shape == expected[0][name].shape
+        np.testing.assert_array_equal(array, expected[0][name])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"instances": [[true, 1]]}',  # numpy would make true a 1
+        b'{"instances": [[1, 2]], "inputs": [[1, 2]]}',
+        b'{"instances": [{"x": [1, 2]}]}',
+        b'{"instances": ["a", "b"]}',
+        b'{"instances": [[1, 2], [3]]}',
+        b'{"instances": []}',
+        b'{"instances": 3}',
+        b'{"instances": [[NaN, 1]]}',  # orjson refuses NaN: json's parse, in the server
+        b'{"instances": [[123456789012345678901, 1]]}',
+        b'{"instances": [[1, 2]]',
+        b"[1, 2]",
+    ],
+)
+def test_bodies_a_decoding_process_leaves_to_the_server(raw):
+    assert json_body.parse_with_dense_value(raw) is None

@@ -10,6 +10,8 @@ TF Serving's own gRPC example (tensorflow_serving/example/resnet_client_grpc.py)
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import numpy as np
 import pytest
@@ -164,6 +166,49 @@ def test_big_bodies_decoded_off_the_event_loop_answer_the_same_and_fail_the_same
     assert wrong.status_code == 400 and "expects" in wrong.json()["error"]
     nan = requests.post(url, data='{"instances": [[NaN, 1, 2, 3]]' + " " * OFFLOAD_BYTES + "}", timeout=60)
     assert nan.status_code == 200  # NaN tokens, as TF Serving accepts them: json's parser, not orjson's
+
+
+def decoding_processes(server) -> list:
+    """The server's JSON decoding processes (multiprocessing's spawned children)."""
+    import psutil
+
+    children = psutil.Process(server.process.pid).children(recursive=True)
+    return [child for child in children if "multiprocessing" in " ".join(child.cmdline())]
+
+
+def test_bodies_too_big_for_a_thread_are_parsed_in_decoding_processes_with_the_same_answers(server):
+    """Bodies over PROCESS_BYTES are parsed by worker processes (json_body.py): same answers and
+    errors as the server's own parse, and a killed worker costs no request."""
+    from course_lib.serving.rest import PROCESS_BYTES
+
+    url = f"{server.rest_url}/v1/models/clf:predict"
+    rows = np.tile(X, (15_000, 1))
+    body = json.dumps({"instances": rows.tolist()})
+    assert len(body) > PROCESS_BYTES
+    answer = requests.post(url, data=body, timeout=60)
+    assert answer.status_code == 200, answer.text[:300]
+    np.testing.assert_allclose(answer.json()["predictions"], expected_probabilities(rows, 1.0), rtol=1e-5)
+    workers = decoding_processes(server)
+    assert workers, "no decoding process was started for a body over PROCESS_BYTES"
+
+    columnar = requests.post(url, data=json.dumps({"inputs": rows.tolist()}), timeout=60)
+    assert columnar.status_code == 200 and len(columnar.json()["outputs"]) == len(rows)
+    wrong_width = json.dumps({"instances": np.tile(X[:, :3], (20_000, 1)).tolist()})
+    wrong = requests.post(url, data=wrong_width, timeout=60)
+    assert wrong.status_code == 400 and "expects" in wrong.json()["error"]
+    # What the workers leave to the server's own parse: literals, and both keys at once.
+    literal = requests.post(url, data='{"instances": [[true, 1, 2, 3]]' + " " * PROCESS_BYTES + "}", timeout=60)
+    small_literal = requests.post(url, data='{"instances": [[true, 1, 2, 3]]}', timeout=60)
+    assert (literal.status_code, literal.json()) == (small_literal.status_code, small_literal.json())
+    both = body[:-1] + ', "inputs": [[1, 2, 3, 4]]}'
+    assert requests.post(url, data=both, timeout=60).status_code == 400
+
+    for worker in workers:
+        worker.kill()
+    for _ in range(2):  # the first finds the pool broken and is parsed in the server; the next, a new pool
+        again = requests.post(url, data=body, timeout=60)
+        assert again.status_code == 200, again.text[:300]
+    assert {w.pid for w in decoding_processes(server)}.isdisjoint({w.pid for w in workers})
 
 
 def test_docs_serving_md_says_what_happens_to_every_flag():

@@ -17,6 +17,7 @@ average is there to say how busy it was.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -65,6 +66,19 @@ class GroupResult:
     p95_ms: float
     p99_ms: float
     max_ms: float
+
+
+def _cpu_seconds(process) -> dict[int, float]:
+    """User + system CPU seconds of the server and of each process it started (its JSON decoding
+    processes), by pid: work moved to a child must still count as the server's."""
+    import psutil
+
+    seconds = {}
+    for member in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = member.cpu_times()
+            seconds[member.pid] = times.user + times.system
+    return seconds
 
 
 @dataclass
@@ -143,7 +157,7 @@ def _run_scenario(scenario: Scenario, server, payloads, duration_s: float, work:
         for model, protocol, users in scenario.clients
     ]
     process = psutil.Process(server.pid)
-    before = process.cpu_times()
+    before = _cpu_seconds(process)
     started = time.monotonic()
 
     def run(index: int, entry: dict) -> dict:
@@ -166,8 +180,8 @@ def _run_scenario(scenario: Scenario, server, payloads, duration_s: float, work:
         parts = list(pool.map(run, range(len(mix)), mix))
     stats = {"by_name": {name: entry for part in parts for name, entry in part["by_name"].items()}}
     elapsed = time.monotonic() - started
-    after = process.cpu_times()
-    cpu = (after.user - before.user) + (after.system - before.system)
+    after = _cpu_seconds(process)
+    cpu = sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
     groups = []
     for model, protocol, users in scenario.clients:
         entry = stats["by_name"].get(_group_name(model, protocol))

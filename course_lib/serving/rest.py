@@ -31,7 +31,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from course_lib.serving import collector, observe, oip, tensors
+from course_lib.serving import collector, json_body, observe, oip, tensors
 from course_lib.serving.errors import ServingError, invalid_argument
 from course_lib.serving.service import SIGNATURE_DEF_FIELD, InferenceService, rest_model_spec
 
@@ -111,6 +111,9 @@ def metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse) -> 
 # requests stay on it: a thread hop costs more than parsing a few hundred bytes.
 OFFLOAD_BYTES = 64 * 1024
 OFFLOAD_VALUES = 16 * 1024
+# Predict bodies larger than this are parsed in decoding processes (json_body.py): parsing a 3 MB
+# image holds the interpreter lock for 20 ms and more, which no thread can share with the loop.
+PROCESS_BYTES = 512 * 1024
 
 
 class RestApi:
@@ -124,11 +127,13 @@ class RestApi:
         max_body_bytes: int,
         enable_cors: bool = False,
         metrics_path: str | None = None,
+        decoding_processes: int = 2,
     ):
         self.service = service
         self.oip = oip.OipApi(service, self._off_loop, OFFLOAD_BYTES)  # Open Inference Protocol v2 under /v2
         self.metrics_path = metrics_path  # Prometheus text here (--monitoring_config_file), else 404
         self._codec = ThreadPoolExecutor(2, thread_name_prefix="rest-json")
+        self._decoders = json_body.DecodingProcesses(decoding_processes)
         self.timeout_ms = timeout_ms
         self.timeout = timeout_ms / 1000 if timeout_ms > 0 else None
         self.max_body_bytes = max_body_bytes
@@ -148,7 +153,11 @@ class RestApi:
         # 400 it never sends on a kept-alive connection (aiohttp 3.14), so _read_body decodes it
         app = web.Application(client_max_size=self.max_body_bytes + 1, handler_args={"auto_decompress": False})
         app.router.add_route("*", "/{tail:.*}", self.handle)
+        app.on_cleanup.append(self._close)
         return app
+
+    async def _close(self, _app: web.Application) -> None:
+        self._decoders.close()
 
     async def handle(self, request: web.Request) -> web.Response:
         path = request.raw_path.split("?", 1)[0]
@@ -283,16 +292,30 @@ class RestApi:
         spec = rest_model_spec(name, version, label)
         big = len(body) > OFFLOAD_BYTES
         decode = functools.partial(self._decode_predict, spec, body)
-        model, signature, inputs, request_format = await self._off_loop(decode) if big else decode()
+        if len(body) > PROCESS_BYTES:
+            decoded = await self._decode_elsewhere(spec, body)
+            model, signature, inputs, request_format = decoded or await self._off_loop(decode)
+        else:
+            model, signature, inputs, request_format = await self._off_loop(decode) if big else decode()
         outputs = await self.service.run(model, signature, inputs, tuple(signature.outputs))
         encode = functools.partial(tensors.predict_response_json, outputs, request_format)
         if big or sum(value.size for value in outputs.values()) > OFFLOAD_VALUES:
             return await self._off_loop(encode)
         return encode()
 
-    def _decode_predict(self, spec, body: bytes):
+    async def _decode_elsewhere(self, spec, body: bytes):
+        """A big predict body parsed by a decoding process; None when it needs the full parse here."""
+        doc = await self._decoders.parse(body)
+        if doc is None:
+            return None
+        try:
+            return self._decode_predict(spec, body, doc)
+        except tensors.FullParseNeededError:
+            return None
+
+    def _decode_predict(self, spec, body: bytes, doc: dict | None = None):
         """A predict body to (model, signature, numpy inputs, row/columnar): pure CPU work, loop or thread."""
-        doc = tensors.parse_json_object(body)
+        doc = tensors.parse_json_object(body) if doc is None else doc
         signature_name = tensors.signature_name_from_json(doc)
         model = self.service.resolve(spec)
         signature = self.service.predict_signature(model, signature_name, rest=True)

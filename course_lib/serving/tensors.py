@@ -25,11 +25,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import orjson
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import types_pb2
 
 from course_lib.serving.errors import invalid_argument, unimplemented
+from course_lib.serving.json_body import NOT_PARSED, DenseValue, fast_loads
 from course_lib.serving.servable import TensorSpecInfo, dtype_name
 
 ROW, COLUMNAR = "row", "columnar"
@@ -118,54 +118,13 @@ def json_type_name(value: Any) -> str:
     return "Number"
 
 
-_NOT_PARSED = object()
-_DIGITS_AS_ZEROS = bytes.maketrans(b"123456789", b"000000000")
-_TWENTY_DIGITS = b"0" * 20  # an integer of 20+ digits can be past 64 bits: orjson would make it a float
-
-
-def _has_long_integer(body: bytes) -> bool:
-    """Whether the body holds an integer of 20 or more digits (not a long fraction or exponent).
-
-    Runs of digits are found at C speed (translate, find), so a body of floats written with many
-    decimals (0.00019999999494757503, as json.dumps writes float32 values) keeps orjson's parse.
-    """
-    flat = body.translate(_DIGITS_AS_ZEROS)
-    index = flat.find(_TWENTY_DIGITS)
-    while index != -1:
-        start, end = index, index + len(_TWENTY_DIGITS)
-        while start > 0 and flat[start - 1] == 0x30:
-            start -= 1
-        while end < len(flat) and flat[end] == 0x30:
-            end += 1
-        before, after = flat[start - 1 : start], flat[end : end + 1]
-        in_exponent = before in (b"e", b"E", b"+") or (before == b"-" and flat[start - 2 : start - 1] in (b"e", b"E"))
-        if before != b"." and not in_exponent and after not in (b".", b"e", b"E"):
-            return True
-        index = flat.find(_TWENTY_DIGITS, end)
-    return False
-
-
-def _fast_loads(body: bytes) -> Any:
-    """orjson's parse (several times faster than json's) when it means the same; else _NOT_PARSED.
-
-    orjson refuses NaN/Infinity tokens and 1e400, and turns integers past 64 bits into floats: such
-    bodies (and every malformed one, for json's error messages) go to json.loads instead.
-    """
-    if _has_long_integer(body):
-        return _NOT_PARSED
-    try:
-        return orjson.loads(body)
-    except (orjson.JSONDecodeError, TypeError):
-        return _NOT_PARSED
-
-
 def parse_json_object(body: bytes) -> dict:
     """Parse a request body; it must be one JSON object (NaN and Infinity tokens are allowed)."""
     if not body or not body.strip():
         raise invalid_argument("JSON Parse error: The document is empty")
-    doc = _fast_loads(body)
+    doc = fast_loads(body)
     try:
-        doc = json.loads(body) if doc is _NOT_PARSED else doc
+        doc = json.loads(body) if doc is NOT_PARSED else doc
     except UnicodeDecodeError as exc:
         raise invalid_argument(f"JSON Parse error: Invalid encoding in string. at offset: {exc.start}") from None
     except json.JSONDecodeError as exc:
@@ -348,7 +307,25 @@ def _stack_instances(items: list[np.ndarray], name: str) -> np.ndarray:
     return np.stack(items)
 
 
+class FullParseNeededError(Exception):
+    """A DenseValue that the fast path cannot take as it is: parse the body again, the full way, so
+    that the request gets the answer (or the error message) a plain parse gives."""
+
+
+def _dense_input(value: DenseValue, specs: Mapping[str, TensorSpecInfo], *, row: bool) -> dict[str, np.ndarray]:
+    """The one input of a body whose list a decoding process already made into an array."""
+    if len(specs) == 1:
+        name, spec = next(iter(specs.items()))
+        if row or spec.dtype in _SUPPORTED:  # the checks the list's own path makes before numpy's
+            array = _fast_array(value.array, spec)
+            if array is not None and array.ndim >= 1:
+                return {name: array}
+    raise FullParseNeededError
+
+
 def _row_inputs(instances: Any, specs: Mapping[str, TensorSpecInfo], fast: bool) -> dict[str, np.ndarray]:
+    if isinstance(instances, DenseValue):
+        return _dense_input(instances, specs, row=True)
     if not isinstance(instances, list):
         raise invalid_argument(
             f"JSON Value: {json_debug_string({'instances': instances})} Expecting 'instances' to be an list/array"
@@ -408,6 +385,8 @@ def _row_inputs(instances: Any, specs: Mapping[str, TensorSpecInfo], fast: bool)
 
 
 def _columnar_inputs(inputs: Any, specs: Mapping[str, TensorSpecInfo], fast: bool) -> dict[str, np.ndarray]:
+    if isinstance(inputs, DenseValue):
+        return _dense_input(inputs, specs, row=False)
     if not _is_named_object(inputs):
         if len(specs) > 1:
             raise invalid_argument(

@@ -38,3 +38,30 @@ def test_where_processes_cannot_start_the_server_parses_every_body_itself(monkey
 
 def test_zero_workers_means_no_process():
     assert asyncio.run(json_body.DecodingProcesses(0).parse(b'{"instances": [[1.0]]}')) is None
+
+
+def test_workers_that_die_before_answering_once_are_not_started_again(monkeypatch, caplog):
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    pools = []
+
+    class DyingPool:
+        def __init__(self, *args, **kwargs):
+            pools.append(self)
+
+        def submit(self, *args):
+            future = Future()
+            future.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+            return future
+
+        def shutdown(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(json_body, "ProcessPoolExecutor", DyingPool)
+    decoders = json_body.DecodingProcesses(2)
+    body = b'{"instances": [[1.0, 2.0]]}'
+    assert asyncio.run(decoders.parse(body)) is None
+    assert asyncio.run(decoders.parse(body)) is None
+    assert len(pools) == 1
+    assert "stopped before answering once" in caplog.text

@@ -104,33 +104,44 @@ class DecodingProcesses:
 
     `parse` answers None instead of raising when the workers are gone (killed, out of memory): the
     server then parses the body itself, and a new pool is started for the next one. Where processes
-    cannot be started at all (a process limit), the server parses every body itself from then on.
+    cannot be started at all (a process limit, or a parent whose main module a spawned process cannot
+    import, such as `python -` from stdin), the server parses every body itself from then on.
     """
 
     def __init__(self, workers: int):
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_answered = False  # whether the current pool's workers have answered at least once
         self._cannot_start = False
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            self._pool_answered = False
         return self._pool
 
     async def parse(self, body: bytes) -> dict | None:
         if self._cannot_start or self.workers < 1:
             return None
         try:
-            return await asyncio.wrap_future(self._executor().submit(parse_with_dense_value, body))
+            doc = await asyncio.wrap_future(self._executor().submit(parse_with_dense_value, body))
+            self._pool_answered = True
+            return doc
         except BrokenProcessPool:
-            log.warning("A JSON decoding process died; this body is parsed in the server, a new pool starts next")
+            if self._pool_answered:
+                log.warning("A JSON decoding process died; this body is parsed in the server, a new pool starts next")
+            else:
+                self._give_up("they stopped before answering once")
             self.close()
         except OSError as exc:
-            log.warning("Cannot start JSON decoding processes (%s): the server parses big bodies itself", exc)
-            self._cannot_start = True
+            self._give_up(str(exc))
             self.close()
         return None
+
+    def _give_up(self, why: str) -> None:
+        log.warning("Cannot start JSON decoding processes (%s): the server parses big bodies itself", why)
+        self._cannot_start = True
 
     def close(self) -> None:
         if self._pool is not None:

@@ -1,8 +1,9 @@
 """The serving benchmark command runs end to end: a real server subprocess, locust, JSON and markdown.
 
-It runs two scenarios for one second each (the REST tiny-model client next to REST image clients,
-and the gRPC tiny-model clients), so it checks the report's structure and that every request
-succeeded; how fast they were is the benchmark's business (docs/benchmarks.md), never asserted.
+It runs three scenarios for one second each (the REST tiny-model client next to REST image clients,
+the gRPC tiny-model clients, and REST clients sending images as base64 PNG), so it checks the
+report's structure and that every request succeeded; how fast they were is the benchmark's
+business (docs/benchmarks.md), never asserted.
 """
 
 import json
@@ -16,7 +17,7 @@ import pytest
 from course_lib.serving.benchmark import SCENARIOS, evaluate_goals, markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
-CHOSEN = ("tiny-grpc-16", "tiny-rest-1-with-image-rest-4")  # in the benchmark's order
+CHOSEN = ("tiny-grpc-16", "tiny-rest-1-with-image-rest-4", "image-png-rest-4")  # in the benchmark's order
 
 
 @pytest.mark.slow
@@ -34,13 +35,14 @@ def test_benchmark_command_writes_a_complete_report(tmp_path):
     assert machine["cpu_count"] >= 1 and machine["cpu_model"] and machine["onednn"] in (True, False, None)
     assert len(report["load_average_before"]) == 3 and len(report["load_average_after"]) == 3
     assert [s["name"] for s in report["scenarios"]] == list(CHOSEN)
-    grpc_tiny, mixed = report["scenarios"]
+    grpc_tiny, mixed, png = report["scenarios"]
 
     def clients(scenario):
         return [(g["model"], g["protocol"], g["users"]) for g in scenario["groups"]]
 
     assert clients(mixed) == [("image", "rest", 4), ("tiny", "rest", 1)]
     assert clients(grpc_tiny) == [("tiny", "grpc", 16)]
+    assert clients(png) == [("image_png", "rest", 4)]
     for scenario in report["scenarios"]:
         assert scenario["server_cpu_s"] > 0 and scenario["server_cpu_ms_per_request"] > 0
         for group in scenario["groups"]:
@@ -77,6 +79,7 @@ def test_goals_are_judged_from_the_numbers():
             ("image", "rest", 4, 30.0, 300.0, 0),
             ("tiny", "rest", 1, 90.0, 49.0, 0),
         ),
+        result("image-png-rest-4", ("image_png", "rest", 4, 90.0, 60.0, 0)),  # no goal of its own
     ]
     assert [s.name for s in SCENARIOS] == [r.name for r in results]
     assert [goal["met"] for goal in evaluate_goals(results)] == [True, True, False, True]

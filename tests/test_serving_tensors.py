@@ -319,6 +319,7 @@ DENSE_CASES = [
 def test_a_dense_value_gives_the_full_parse_s_arrays_or_asks_for_the_full_parse(body, specs, path):
     raw = json.dumps(body).encode()
     doc = json_body.parse_with_dense_value(raw)
+    assert doc is not None, "a plain numeric body must be parsed by the decoding process"
     assert any(isinstance(doc[key], json_body.DenseValue) for key in json_body.TENSOR_KEYS if key in doc)
     if path == FULL:
         with pytest.raises(tensors.FullParseNeededError):

@@ -31,10 +31,11 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+from hub_support import hub_skip_reason, hub_work_folder
 from servers import start_logged, wait_for_http
 
 from course_lib.hub.client import HubUser
-from course_lib.hub.launch import let_others_reach_python, tear_down
+from course_lib.hub.launch import tear_down
 from course_lib.hub.loadtest import drive_students, release_student_version
 from course_lib.hub.settings import COURSE_ID, HubSettings
 
@@ -51,25 +52,12 @@ SCORES = {"tfc-e2e-s1": "6 / 6", "tfc-e2e-s2": "3 / 6", "tfc-e2e-s3": "0 / 6"}
 pytestmark = pytest.mark.slow  # a hub, four servers, nbgrader
 
 
-def _skip_reason() -> str:
-    if os.geteuid() != 0:
-        return "the class hub needs root (useradd, servers run as each student)"
-    if shutil.which("npm") is None:
-        return "no npm on PATH: `make hub` installs configurable-http-proxy with `npm ci` (Node 20)"
-    return ""
-
-
 @pytest.fixture(scope="module")
 def hub():
-    reason = _skip_reason()
+    reason = hub_skip_reason()
     if reason:
         pytest.skip(reason)
-    # Students' servers run this checkout's venv: a `mktemp -d` clone (0700) or pyenv under /root would
-    # stop them. A hub host's admin opens the way by hand (`make hub` says which folder); the test does.
-    for folder in let_others_reach_python():
-        print(f"chmod o+x {folder}: students' servers run {REPO / '.venv'}")
-    work = Path(tempfile.mkdtemp(prefix="tfc-hub-e2e-", dir="/tmp"))
-    os.chmod(work, 0o755)  # students reach the exchange below it
+    work = hub_work_folder("tfc-hub-e2e-")
     passwords = {name: f"pw-{name}-{os.getpid()}" for name in [TEACHER, TA, *STUDENTS, *LOAD_STUDENTS]}
     (work / "passwords").write_text("".join(f"{n}:{p}\n" for n, p in passwords.items()))
     roster = work / "roster.csv"

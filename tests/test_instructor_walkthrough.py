@@ -10,7 +10,6 @@ import pwd
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -187,14 +186,15 @@ def as_student(hub, *command: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def class_hub(tmp_path_factory):
-    from course_lib.hub.launch import let_others_reach_python, tear_down
+    from hub_support import hub_skip_reason, hub_work_folder
+
+    from course_lib.hub.launch import tear_down
     from course_lib.hub.settings import HubSettings
 
-    if os.geteuid() != 0 or shutil.which("npm") is None:
-        pytest.skip("the class hub needs root and npm (tests/test_hub.py says which is missing)")
-    let_others_reach_python()  # as tests/test_hub.py: a `mktemp -d` clone is 0700
-    work = Path(tempfile.mkdtemp(prefix="tfc-hub-walkthrough-", dir="/tmp"))
-    os.chmod(work, 0o755)  # students reach the exchange below it
+    reason = hub_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    work = hub_work_folder("tfc-hub-walkthrough-")
     roster = work / "roster.csv"
     roster.write_text(f"username,role\n{HUB_TEACHER},instructor\n{HUB_STUDENT},student\n")
     (work / "passwords.txt").write_text(f"{HUB_TEACHER}:walk-{os.getpid()}\n{HUB_STUDENT}:through-{os.getpid()}\n")

@@ -63,14 +63,32 @@ def test_notebook_has_at_least_three_autograded_exercises(graded):
     assert len([e for e in found if e.points > 0]) >= 3
 
 
+def cell_errors(course: CourseDirectory, student: str, assignment: str, grade_ids) -> str:
+    """What the autograded notebook's cells `grade_ids` raised: the reason a test lost its points
+    (nbgrader's log says only that it did)."""
+    path = course.root / "autograded" / student / assignment / f"{assignment}.ipynb"
+    if not path.exists():
+        return f"({path} was not written)"
+    lines = [
+        f"{cell.metadata['nbgrader']['grade_id']}: {output.get('ename')}: {str(output.get('evalue'))[:500]}"
+        for cell in nbformat.read(path, as_version=4).cells
+        if cell.metadata.get("nbgrader", {}).get("grade_id") in grade_ids
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "error"
+    ]
+    return "\n".join(lines) or "(no error output in those cells)"
+
+
 def test_solution_gets_full_marks(graded):
     """Every autograded point; written answers wait for the instructor (and are flagged for it)."""
-    _, _, results, _, log, points = graded
+    assignment, course, results, _, log, points = graded
     perfect = results["perfect"]
     assert perfect.graded, log[-3000:]
     assert perfect.max_score == points["auto"] + points["manual"]
     lost = {name: score for name, score in perfect.test_scores.items() if score is not None and score < 1e-9}
-    assert perfect.score == points["auto"], f"tests that failed on the solution: {lost}\n{log[-3000:]}"
+    assert perfect.score == points["auto"], (
+        f"tests that failed on the solution: {lost}\n{cell_errors(course, 'perfect', assignment, lost)}\n{log[-3000:]}"
+    )
     assert perfect.needs_manual_grade == (points["manual"] > 0)
 
 

@@ -217,6 +217,34 @@ def test_bodies_too_big_for_a_thread_are_parsed_in_decoding_processes_with_the_s
     assert {w.pid for w in decoding_processes(server)}.isdisjoint({w.pid for w in workers})
 
 
+def test_decoding_processes_exit_when_the_server_is_killed(tmp_path):
+    """A SIGKILLed server runs no cleanup: its workers must notice on their own (they hold both ends
+    of their task queue, so its pipe never closes for them)."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    server = serve_classifier(tmp_path)
+    try:
+        body = json.dumps({"instances": np.tile(X, (15_000, 1)).tolist()})
+        assert requests.post(f"{server.rest_url}/v1/models/clf:predict", data=body, timeout=60).status_code == 200
+        workers = decoding_processes(server)
+        assert workers
+        os.kill(server.process.pid, signal.SIGKILL)
+
+        def alive() -> list[int]:
+            return [w.pid for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+        deadline = time.monotonic() + 10
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert alive() == [], f"decoding processes {alive()} outlived their server by 10 s"
+    finally:
+        server.stop()
+
+
 def test_docs_serving_md_says_what_happens_to_every_flag():
     from course_lib.paths import REPO_ROOT
 

@@ -138,14 +138,18 @@ def _prepare_models(work: Path, models: set[str]) -> tuple[Path, dict[tuple[str,
         }
         write_payloads(model_dir, files, model_name=model)
         payloads.update({(model, protocol): path for protocol, path in files.items()})
-        entries.append(f'  config {{ name: "{model}" base_path: "{base.resolve()}" model_platform: "tensorflow" }}')
+        entries.append(_config_entry(model, base))
     if IMAGE_PNG in models:
         base = work / "models" / IMAGE_PNG
         payloads[IMAGE_PNG, "rest"] = _export_png_model(build_model("image", "small_cnn"), base, work)
-        entries.append(f'  config {{ name: "{IMAGE_PNG}" base_path: "{base.resolve()}" model_platform: "tensorflow" }}')
+        entries.append(_config_entry(IMAGE_PNG, base))
     config = work / "models.config"
     config.write_text("model_config_list {\n" + "\n".join(entries) + "\n}\n")
     return config, payloads
+
+
+def _config_entry(model: str, base: Path) -> str:
+    return f'  config {{ name: "{model}" base_path: "{base.resolve()}" model_platform: "tensorflow" }}'
 
 
 def _export_png_model(model, base: Path, work: Path) -> Path:

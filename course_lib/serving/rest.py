@@ -292,11 +292,8 @@ class RestApi:
         spec = rest_model_spec(name, version, label)
         big = len(body) > OFFLOAD_BYTES
         decode = functools.partial(self._decode_predict, spec, body)
-        if len(body) > PROCESS_BYTES:
-            decoded = await self._decode_elsewhere(spec, body)
-            model, signature, inputs, request_format = decoded or await self._off_loop(decode)
-        else:
-            model, signature, inputs, request_format = await self._off_loop(decode) if big else decode()
+        decoded = await self._decode_elsewhere(spec, body) if len(body) > PROCESS_BYTES else None
+        model, signature, inputs, request_format = decoded or (await self._off_loop(decode) if big else decode())
         outputs = await self.service.run(model, signature, inputs, tuple(signature.outputs))
         encode = functools.partial(tensors.predict_response_json, outputs, request_format)
         if big or sum(value.size for value in outputs.values()) > OFFLOAD_VALUES:
@@ -314,12 +311,15 @@ class RestApi:
             return None
 
     def _decode_predict(self, spec, body: bytes, doc: dict | None = None):
-        """A predict body to (model, signature, numpy inputs, row/columnar): pure CPU work, loop or thread."""
+        """A predict body to (model, signature, numpy inputs, row/columnar): pure CPU work, loop or thread.
+
+        `doc` is a decoding process's parse, which it makes only of bodies without true/false: the
+        3 MB body is not scanned for them again on the event loop."""
+        has_literals = doc is None and (b"true" in body or b"false" in body)
         doc = tensors.parse_json_object(body) if doc is None else doc
         signature_name = tensors.signature_name_from_json(doc)
         model = self.service.resolve(spec)
         signature = self.service.predict_signature(model, signature_name, rest=True)
-        has_literals = b"true" in body or b"false" in body
         inputs, request_format = tensors.predict_inputs_from_json(doc, signature.inputs, body_has_literals=has_literals)
         return model, signature, inputs, request_format
 

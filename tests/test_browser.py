@@ -154,9 +154,10 @@ def save_and_read_code_cells(page, saved_path: Path) -> list:
 
 
 def kernel_status(page) -> str:
-    """What the notebook's toolbar says of its kernel (idle, busy, starting, ...), for a failure report."""
-    indicator = page.locator(".jp-Notebook-ExecutionIndicator")
-    return (indicator.first.get_attribute("data-status") or "?") if indicator.count() else "no indicator"
+    """What the status bar says of the kernel ("Python 3 (TF course) | Busy", "No Kernel | Initializing"),
+    for a failure report: not the toolbar's indicator, which reads "idle" before any kernel exists."""
+    item = page.locator("#jp-main-statusbar :text(' | ')")
+    return item.first.inner_text() if item.count() else "no kernel item in the status bar"
 
 
 def error_outputs(code_cells: list) -> list[str]:

@@ -168,14 +168,23 @@ def test_big_bodies_decoded_off_the_event_loop_answer_the_same_and_fail_the_same
     assert nan.status_code == 200  # NaN tokens, as TF Serving accepts them: json's parser, not orjson's
 
 
+def is_live(process) -> bool:
+    """Running and not a zombie (a killed process not yet reaped); False once it is gone."""
+    import psutil
+
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def decoding_processes(server) -> list:
-    """The server's live JSON decoding processes (multiprocessing's spawned workers; a killed one
-    not yet reaped is a zombie without a command line, and is left out)."""
+    """The server's live JSON decoding processes (multiprocessing's spawned workers)."""
     import psutil
 
     def is_decoder(child) -> bool:
         try:
-            return child.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(child.cmdline())
+            return is_live(child) and "spawn_main" in " ".join(child.cmdline())
         except psutil.Error:
             return False
 
@@ -224,8 +233,6 @@ def test_decoding_processes_exit_when_the_server_is_killed(tmp_path):
     import signal
     import time
 
-    import psutil
-
     server = serve_classifier(tmp_path)
     try:
         body = json.dumps({"instances": np.tile(X, (15_000, 1)).tolist()})
@@ -235,7 +242,7 @@ def test_decoding_processes_exit_when_the_server_is_killed(tmp_path):
         os.kill(server.process.pid, signal.SIGKILL)
 
         def alive() -> list[int]:
-            return [w.pid for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+            return [w.pid for w in workers if is_live(w)]
 
         deadline = time.monotonic() + 10
         while alive() and time.monotonic() < deadline:

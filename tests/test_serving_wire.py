@@ -152,7 +152,8 @@ def test_a_security_flag_is_never_ignored(tmp_path):
 
 
 def test_big_bodies_decoded_off_the_event_loop_answer_the_same_and_fail_the_same(server):
-    """Bodies over OFFLOAD_BYTES take the codec threads (and orjson): same answers, same 400s."""
+    """Bodies over OFFLOAD_BYTES take the codec threads (simdjson's dense parse, else orjson's full
+    one): same answers, same 400s as small bodies."""
     from course_lib.serving.rest import OFFLOAD_BYTES
 
     rows = np.tile(X, (3000, 1))
@@ -164,6 +165,11 @@ def test_big_bodies_decoded_off_the_event_loop_answer_the_same_and_fail_the_same
     np.testing.assert_allclose(answer.json()["predictions"], expected_probabilities(rows, 1.0), rtol=1e-5)
     wrong = requests.post(url, json={"instances": np.tile(X[:, :3], (3000, 1)).tolist()}, timeout=60)
     assert wrong.status_code == 400 and "expects" in wrong.json()["error"]
+    ragged_rows = [[1.0, 2.0, 3.0, 4.0]] * 3000 + [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0, 5.0]]  # as many numbers
+    small = requests.post(url, json={"instances": ragged_rows[-3:]}, timeout=60)
+    ragged = requests.post(url, json={"instances": ragged_rows}, timeout=60)
+    assert ragged.status_code == small.status_code == 400
+    assert ragged.json()["error"] == small.json()["error"].replace("element: 1 ", "element: 3000 ")
     nan = requests.post(url, data='{"instances": [[NaN, 1, 2, 3]]' + " " * OFFLOAD_BYTES + "}", timeout=60)
     assert nan.status_code == 200  # NaN tokens, as TF Serving accepts them: json's parser, not orjson's
 
@@ -220,7 +226,7 @@ def test_bodies_too_big_for_a_thread_are_parsed_in_decoding_processes_with_the_s
 
     for worker in workers:
         worker.kill()
-    for _ in range(2):  # the first finds the pool broken and is parsed in the server; the next, a new pool
+    for _ in range(2):  # the first finds the pool broken and is parsed on a codec thread; the next, a new pool
         again = requests.post(url, data=body, timeout=60)
         assert again.status_code == 200, again.text[:300]
     assert {w.pid for w in decoding_processes(server)}.isdisjoint({w.pid for w in workers})

@@ -111,8 +111,9 @@ def metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse) -> 
 # requests stay on it: a thread hop costs more than parsing a few hundred bytes.
 OFFLOAD_BYTES = 64 * 1024
 OFFLOAD_VALUES = 16 * 1024
-# Predict bodies larger than this are parsed in decoding processes (json_body.py): parsing a 3 MB
-# image holds the interpreter lock for 20 ms and more, which no thread can share with the loop.
+# Big predict bodies are first tried as one numeric list (json_body.parse_with_dense_value); those
+# larger than this in decoding processes: even simdjson holds the interpreter lock for 5 ms on a 3 MB
+# image, which no thread can share with the loop.
 PROCESS_BYTES = 512 * 1024
 
 
@@ -133,7 +134,7 @@ class RestApi:
         self.oip = oip.OipApi(service, self._off_loop, OFFLOAD_BYTES)  # Open Inference Protocol v2 under /v2
         self.metrics_path = metrics_path  # Prometheus text here (--monitoring_config_file), else 404
         self._codec = ThreadPoolExecutor(2, thread_name_prefix="rest-json")
-        self._decoders = json_body.DecodingProcesses(decoding_processes)
+        self._decoders = json_body.DecodingProcesses(decoding_processes, fallback=self._codec)
         self.timeout_ms = timeout_ms
         self.timeout = timeout_ms / 1000 if timeout_ms > 0 else None
         self.max_body_bytes = max_body_bytes
@@ -292,7 +293,7 @@ class RestApi:
         spec = rest_model_spec(name, version, label)
         big = len(body) > OFFLOAD_BYTES
         decode = functools.partial(self._decode_predict, spec, body)
-        decoded = await self._decode_elsewhere(spec, body) if len(body) > PROCESS_BYTES else None
+        decoded = await self._decode_dense(spec, body) if big else None
         model, signature, inputs, request_format = decoded or (await self._off_loop(decode) if big else decode())
         outputs = await self.service.run(model, signature, inputs, tuple(signature.outputs))
         encode = functools.partial(tensors.predict_response_json, outputs, request_format)
@@ -300,9 +301,13 @@ class RestApi:
             return await self._off_loop(encode)
         return encode()
 
-    async def _decode_elsewhere(self, spec, body: bytes):
-        """A big predict body parsed by a decoding process; None when it needs the full parse here."""
-        doc = await self._decoders.parse(body)
+    async def _decode_dense(self, spec, body: bytes):
+        """A big predict body whose tensor is one numeric list, parsed straight into an array (by a
+        decoding process if it is very big); None when it needs the full parse."""
+        if len(body) > PROCESS_BYTES:
+            doc = await self._decoders.parse(body)
+        else:
+            doc = await asyncio.get_running_loop().run_in_executor(self._codec, json_body.parse_with_dense_value, body)
         if doc is None:
             return None
         try:
@@ -313,7 +318,7 @@ class RestApi:
     def _decode_predict(self, spec, body: bytes, doc: dict | None = None):
         """A predict body to (model, signature, numpy inputs, row/columnar): pure CPU work, loop or thread.
 
-        `doc` is a decoding process's parse, which it makes only of bodies without true/false: the
+        `doc` is the dense parse, which it makes only of bodies whose list holds no true/false: the
         3 MB body is not scanned for them again on the event loop."""
         has_literals = doc is None and (b"true" in body or b"false" in body)
         doc = tensors.parse_json_object(body) if doc is None else doc

@@ -66,7 +66,21 @@ def test_goals_are_judged_from_the_numbers():
             1.0,
             1.0,
             1.0,
-            [GroupResult(m, p, u, 100, f, rps, 1.0, 2.0, p99, p99) for m, p, u, rps, p99, f in groups],
+            [
+                GroupResult(
+                    model=m,
+                    protocol=p,
+                    users=u,
+                    requests=100,
+                    failures=f,
+                    requests_per_s=rps,
+                    p50_ms=1.0,
+                    p95_ms=2.0,
+                    p99_ms=p99,
+                    max_ms=p99,
+                )
+                for m, p, u, rps, p99, f in groups
+            ],
         )
 
     results = [

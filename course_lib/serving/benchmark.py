@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from course_lib.errors import CourseError
+from course_lib.serving.loadtest import LatencySummary
 
 TINY, IMAGE, IMAGE_PNG = "tiny", "image", "image_png"
 MAX_REQUESTS = 1_000_000  # the run time bounds every scenario; this only guards against a runaway
@@ -55,20 +56,13 @@ SCENARIOS = (
 )
 
 
-@dataclass
-class GroupResult:
-    """locust's numbers for one group of clients in a scenario (latencies in ms)."""
+@dataclass(kw_only=True)
+class GroupResult(LatencySummary):
+    """locust's numbers for one group of clients in a scenario."""
 
     model: str
     protocol: str
     users: int
-    requests: int
-    failures: int
-    requests_per_s: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    max_ms: float
 
 
 def _cpu_seconds(process) -> dict[int, float]:
@@ -230,18 +224,7 @@ def _run_scenario(scenario: Scenario, server, payloads, duration_s: float, work:
         if entry is None:
             raise CourseError(f"Scenario {scenario.name}: locust sent no {_group_name(model, protocol)} request")
         groups.append(
-            GroupResult(
-                model=model,
-                protocol=protocol,
-                users=users,
-                requests=int(entry["requests"]),
-                failures=int(entry["failures"]),
-                requests_per_s=float(entry["rps"]),
-                p50_ms=float(entry["p50"]),
-                p95_ms=float(entry["p95"]),
-                p99_ms=float(entry["p99"]),
-                max_ms=float(entry["max"]),
-            )
+            GroupResult(model=model, protocol=protocol, users=users, **LatencySummary.fields_from_locust(entry))
         )
     result = ScenarioResult(scenario.name, round(elapsed, 2), round(cpu, 3), 0.0, groups)
     result.server_cpu_ms_per_request = round(1000 * cpu / result.requests, 3) if result.requests else 0.0

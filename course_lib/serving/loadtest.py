@@ -34,13 +34,9 @@ MODEL_NAME = "bench"
 
 
 @dataclass
-class LoadResult:
-    """One locust run: throughput, latency percentiles (ms), failures, and server batching."""
+class LatencySummary:
+    """locust's numbers for a group of requests: throughput, failures, latency percentiles (ms)."""
 
-    scenario: str
-    protocol: str
-    batching: bool
-    users: int
     requests: int
     failures: int
     requests_per_s: float
@@ -48,6 +44,29 @@ class LoadResult:
     p95_ms: float
     p99_ms: float
     max_ms: float
+
+    @staticmethod
+    def fields_from_locust(entry: dict) -> dict:
+        """The fields, from one entry of the summary locustfile.py writes (`_stats_dict`)."""
+        return {
+            "requests": int(entry["requests"]),
+            "failures": int(entry["failures"]),
+            "requests_per_s": float(entry["rps"]),
+            "p50_ms": float(entry["p50"]),
+            "p95_ms": float(entry["p95"]),
+            "p99_ms": float(entry["p99"]),
+            "max_ms": float(entry["max"]),
+        }
+
+
+@dataclass(kw_only=True)
+class LoadResult(LatencySummary):
+    """One locust run: its latency summary, what ran, and how the server batched."""
+
+    scenario: str
+    protocol: str
+    batching: bool
+    users: int
     server_batching: str = ""
     batching_parameters: str = ""
 
@@ -276,13 +295,7 @@ def run_load_test(
             protocol=protocol,
             batching=batching,
             users=users,
-            requests=int(stats["requests"]),
-            failures=int(stats["failures"]),
-            requests_per_s=stats["rps"],
-            p50_ms=stats["p50"],
-            p95_ms=stats["p95"],
-            p99_ms=stats["p99"],
-            max_ms=stats["max"],
+            **LatencySummary.fields_from_locust(stats),
             server_batching=match.group(1) if match else "",
             batching_parameters=f"max {max_batch_size}, {batch_timeout_micros} us, "
             f"{batch_threads} thread{'s' if batch_threads > 1 else ''}",

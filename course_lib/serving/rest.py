@@ -115,6 +115,7 @@ OFFLOAD_VALUES = 16 * 1024
 # larger than this in decoding processes: even simdjson holds the interpreter lock for 5 ms on a 3 MB
 # image, which no thread can share with the loop.
 PROCESS_BYTES = 512 * 1024
+DECODING_PROCESSES = 2  # as many as the codec threads: two images parsed at once, as before them
 
 
 class RestApi:
@@ -128,13 +129,12 @@ class RestApi:
         max_body_bytes: int,
         enable_cors: bool = False,
         metrics_path: str | None = None,
-        decoding_processes: int = 2,
     ):
         self.service = service
         self.oip = oip.OipApi(service, self._off_loop, OFFLOAD_BYTES)  # Open Inference Protocol v2 under /v2
         self.metrics_path = metrics_path  # Prometheus text here (--monitoring_config_file), else 404
         self._codec = ThreadPoolExecutor(2, thread_name_prefix="rest-json")
-        self._decoders = json_body.DecodingProcesses(decoding_processes, fallback=self._codec)
+        self._decoders = json_body.DecodingProcesses(DECODING_PROCESSES, fallback=self._codec)
         self.timeout_ms = timeout_ms
         self.timeout = timeout_ms / 1000 if timeout_ms > 0 else None
         self.max_body_bytes = max_body_bytes

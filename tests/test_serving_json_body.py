@@ -1,4 +1,4 @@
-"""The REST server's JSON decoding processes (course_lib.serving.json_body.DecodingProcesses)."""
+"""The REST server's dense parse of big numeric bodies and the processes that run it (course_lib.serving.json_body)."""
 
 import asyncio
 import gc
@@ -144,6 +144,17 @@ def test_the_dense_parse_agrees_with_np_asarray_or_leaves_the_body_to_the_full_p
 @pytest.mark.parametrize(
     "raw",
     [
+        b'{"instances": [[true, 1]]}',  # numpy would make true a 1
+        b'{"instances": [[1, 2]], "inputs": [[1, 2]]}',
+        b'{"instances": [{"x": [1, 2]}]}',
+        b'{"instances": ["a", "b"]}',
+        b'{"instances": [[1, 2], [3]]}',
+        b'{"instances": []}',
+        b'{"instances": 3}',
+        b'{"instances": [[NaN, 1]]}',  # orjson refuses NaN: json's parse, in the server
+        b'{"instances": [[123456789012345678901, 1]]}',
+        b'{"instances": [[1, 2]]',
+        b"[1, 2]",
         b'{"instances": [[1, 2], [3], [4, 5, 6]]}',  # ragged with 3 x 2 numbers: as_buffer flattens it
         b'{"instances": [[1, 2], [[3], 4]]}',  # mixed depth, four numbers
         b'{"instances": [[]]}',

@@ -298,7 +298,7 @@ def test_long_fractions_and_exponents_keep_the_fast_parse(body):
     assert tensors.parse_json_object(body) == json.loads(body)
 
 
-# ----- bodies parsed in a decoding process (json_body.parse_with_dense_value) ---------------------
+# ----- bodies whose list the dense parse made (json_body.parse_with_dense_value) ------------------
 
 INT8_X = {"x": TensorSpecInfo("x", types_pb2.DT_INT8, (None, 2))}
 FAST, FULL = "numpy's fast path", "the full parse"
@@ -319,7 +319,7 @@ DENSE_CASES = [
 def test_a_dense_value_gives_the_full_parse_s_arrays_or_asks_for_the_full_parse(body, specs, path):
     raw = json.dumps(body).encode()
     doc = json_body.parse_with_dense_value(raw)
-    assert doc is not None, "a plain numeric body must be parsed by the decoding process"
+    assert doc is not None, "a plain numeric body must be taken by the dense parse"
     assert any(isinstance(doc[key], json_body.DenseValue) for key in json_body.TENSOR_KEYS if key in doc)
     if path == FULL:
         with pytest.raises(tensors.FullParseNeededError):
@@ -332,23 +332,3 @@ def test_a_dense_value_gives_the_full_parse_s_arrays_or_asks_for_the_full_parse(
     for name, array in got[0].items():
         assert array.dtype == expected[0][name].dtype and array.shape == expected[0][name].shape
         np.testing.assert_array_equal(array, expected[0][name])
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b'{"instances": [[true, 1]]}',  # numpy would make true a 1
-        b'{"instances": [[1, 2]], "inputs": [[1, 2]]}',
-        b'{"instances": [{"x": [1, 2]}]}',
-        b'{"instances": ["a", "b"]}',
-        b'{"instances": [[1, 2], [3]]}',
-        b'{"instances": []}',
-        b'{"instances": 3}',
-        b'{"instances": [[NaN, 1]]}',  # orjson refuses NaN: json's parse, in the server
-        b'{"instances": [[123456789012345678901, 1]]}',
-        b'{"instances": [[1, 2]]',
-        b"[1, 2]",
-    ],
-)
-def test_bodies_a_decoding_process_leaves_to_the_server(raw):
-    assert json_body.parse_with_dense_value(raw) is None

@@ -307,7 +307,7 @@ class RestApi:
         if len(body) > PROCESS_BYTES:
             doc = await self._decoders.parse(body)
         else:
-            doc = await asyncio.get_running_loop().run_in_executor(self._codec, json_body.parse_with_dense_value, body)
+            doc = await self._off_loop(functools.partial(json_body.parse_with_dense_value, body))
         if doc is None:
             return None
         try:

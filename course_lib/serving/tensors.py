@@ -313,7 +313,7 @@ class FullParseNeededError(Exception):
 
 
 def _dense_input(value: DenseValue, specs: Mapping[str, TensorSpecInfo], *, row: bool) -> dict[str, np.ndarray]:
-    """The one input of a body whose list a decoding process already made into an array."""
+    """The one input of a body whose list the dense parse (json_body) already made into an array."""
     if len(specs) == 1:
         name, spec = next(iter(specs.items()))
         if row or spec.dtype in _SUPPORTED:  # the checks the list's own path makes before numpy's
